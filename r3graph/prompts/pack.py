@@ -1,0 +1,134 @@
+"""The prompt pack: templates for each stage, validated when the pack is loaded."""
+
+from __future__ import annotations
+
+import json
+import string
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from r3graph.errors import R3ConfigError
+
+# The placeholders each stage's template may use. Checked at load time so that a typo in a user's
+# pack fails when the pack is built, not in the middle of a run.
+STAGE_FIELDS: dict[str, frozenset[str]] = {
+    "reason": frozenset({"instruction"}),
+    "questions": frozenset({"instruction", "draft", "k"}),
+    "answer": frozenset({"instruction", "question"}),
+    "judge": frozenset({"instruction", "draft", "sentinel"}),
+    "claims": frozenset({"instruction", "draft"}),
+    "verify": frozenset({"instruction", "claim"}),
+    "summarise": frozenset({"instruction", "draft", "findings", "sentinel"}),
+    "refine": frozenset({"instruction", "draft", "findings"}),
+    "refine_blind": frozenset({"instruction", "draft"}),
+    "finding": frozenset({"question", "answer", "verdict"}),
+}
+OPTIONAL_STAGES = frozenset({"summarise"})
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+class PromptPack(BaseModel):
+    """Templates for one model family.
+
+    ``finding`` renders one reflection finding (a question or claim, the model's answer, and
+    ``verdict`` = ``consistent``/``inconsistent``); findings are joined with newlines and passed to
+    ``refine``/``summarise`` as ``{findings}``. ``sentinel`` is the judge's "nothing to fix" phrase.
+    ``yes_words`` are the answer openings that count as confirming a question or claim.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    system: str | None = None
+    sentinel: str = "no further edit needed"
+    yes_words: tuple[str, ...] = ("yes", "true", "correct")
+    reason: str
+    questions: str
+    answer: str
+    judge: str
+    claims: str
+    verify: str
+    summarise: str | None = None
+    refine: str
+    refine_blind: str
+    finding: str = "{question} -> {answer} ({verdict})"
+    notes: str = Field(default="", description="What the pack is for; not sent to the model.")
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> PromptPack:
+        for stage, allowed in STAGE_FIELDS.items():
+            template = getattr(self, stage)
+            if template is None:
+                if stage not in OPTIONAL_STAGES:
+                    raise ValueError(f"stage {stage!r} needs a template")
+                continue
+            try:
+                unknown = _placeholders(template) - allowed
+            except ValueError as exc:  # unbalanced braces
+                raise ValueError(f"template for {stage!r} is malformed: {exc}") from exc
+            if unknown:
+                raise ValueError(
+                    f"template for {stage!r} uses unknown placeholder(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(allowed)}"
+                )
+        return self
+
+    def render(self, stage: str, **values: Any) -> str:
+        """Fill one stage's template. Values are inserted verbatim: braces in them are safe."""
+        template = getattr(self, stage, None) if stage in STAGE_FIELDS else None
+        if template is None:
+            raise R3ConfigError(f"prompt pack {self.name!r} has no template for stage {stage!r}")
+        values.setdefault("sentinel", self.sentinel)
+        return template.format_map({k: values.get(k, "") for k in STAGE_FIELDS[stage]})
+
+    def render_findings(self, findings: list[tuple[str, str, bool | None]]) -> str:
+        """One line per (question or claim, answer, consistent?) triple."""
+        lines = []
+        for question, answer, consistent in findings:
+            verdict = {True: "consistent", False: "inconsistent", None: "unclear"}[consistent]
+            lines.append(self.render("finding", question=question, answer=answer, verdict=verdict))
+        return "\n".join(lines)
+
+    def is_yes(self, answer: str) -> bool:
+        head = answer.strip().lower().lstrip("\"'*-([ ")
+        return any(head.startswith(word) for word in self.yes_words)
+
+    def is_sentinel(self, text: str) -> bool:
+        return self.sentinel.lower() in " ".join(text.lower().split())
+
+
+def _packs_dir() -> Any:
+    return resources.files("r3graph.prompts") / "packs"
+
+
+def available_packs() -> list[str]:
+    return sorted(p.name.removesuffix(".json") for p in _packs_dir().iterdir() if p.name.endswith(".json"))
+
+
+def load_pack(pack: str | Path | PromptPack | dict[str, Any]) -> PromptPack:
+    """A pack by name (``default``, ``scenes``), from a JSON file, a dict, or as given."""
+    if isinstance(pack, PromptPack):
+        return pack
+    try:
+        if isinstance(pack, dict):
+            return PromptPack.model_validate(pack)
+        path = Path(pack)
+        if path.suffix == ".json" and path.is_file():
+            return PromptPack.model_validate(json.loads(path.read_text()))
+        resource = _packs_dir() / f"{pack}.json"
+        if not resource.is_file():
+            raise R3ConfigError(
+                f"unknown prompt pack {str(pack)!r}: use one of {available_packs()}, "
+                "a path to a pack .json file, or a PromptPack"
+            )
+        return PromptPack.model_validate(json.loads(resource.read_text()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        if isinstance(exc, R3ConfigError):
+            raise
+        raise R3ConfigError(f"invalid prompt pack {str(pack)[:80]!r}: {exc}") from exc
