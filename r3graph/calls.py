@@ -1,0 +1,209 @@
+"""One place where r3graph talks to the chat model.
+
+Every model call of every stage and strategy goes through :class:`StageCaller`: it lays the messages
+out (shared prefix first), applies the stage's sampling settings, enforces the per-call timeout,
+opens a GenAI span, reads token usage (cached prompt tokens included) and turns failures into
+:class:`R3ModelError` with a ``transient`` flag the graph's RetryPolicy uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from pydantic import BaseModel
+
+from r3graph.context import R3Context
+from r3graph.errors import R3Error, R3ModelError
+from r3graph.messages import stage_messages
+from r3graph.prompts import PromptPack
+from r3graph.state import Usage
+from r3graph.tracing import tracer
+
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether another attempt can help: timeouts, dropped connections, 429 and 5xx answers."""
+    if isinstance(exc, R3ModelError):
+        return exc.transient
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status in TRANSIENT_STATUS
+    name = type(exc).__name__
+    return any(word in name for word in ("Timeout", "Connection", "RemoteProtocol", "ReadError"))
+
+
+def model_name(model: Any) -> str:
+    for attr in ("model_name", "model", "model_path", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return getattr(model, "_llm_type", type(model).__name__)
+
+
+def usage_of(message: BaseMessage | None) -> Usage:
+    meta = getattr(message, "usage_metadata", None) or {}
+    details = meta.get("input_token_details") or {}
+    return Usage(
+        calls=1,
+        input_tokens=int(meta.get("input_tokens") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        cached_input_tokens=int(details.get("cache_read") or 0),
+    )
+
+
+def message_text(message: BaseMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
+    )
+
+
+def _messages_for_span(messages: list[BaseMessage]) -> str:
+    """Prompt messages as GenAI JSON, with image bytes replaced by a placeholder (never traced)."""
+    out = []
+    for msg in messages:
+        parts: list[dict[str, Any]] = []
+        content = msg.content if isinstance(msg.content, list) else [msg.content]
+        for part in content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "content": part})
+            elif part.get("type") == "text":
+                parts.append({"type": "text", "content": part.get("text", "")})
+            else:
+                parts.append({"type": "image", "content": "[image omitted]"})
+        out.append({"role": msg.type, "parts": parts})
+    return json.dumps(out)
+
+
+@dataclass
+class CallResult:
+    text: str
+    usage: Usage
+    parsed: Any = None
+
+
+@dataclass
+class StageCaller:
+    """Calls the model for one run: fixed model, pack, context and (normalised) images."""
+
+    model: BaseChatModel
+    pack: PromptPack
+    context: R3Context
+    image_urls: list[str]
+    run_config: RunnableConfig | None = None
+    # Summed over every call made through this caller, concurrent fan-out calls included.
+    usage: Usage = field(default_factory=Usage)
+    _structured: dict[type[BaseModel], Runnable[Any, Any] | None] = field(default_factory=dict)
+
+    async def call(self, stage: str, text: str) -> CallResult:
+        messages = stage_messages(self.pack, self.image_urls, text)
+        sampling = self.context.sampling_for(stage).as_kwargs()
+        with self._span(stage, sampling, messages) as span:
+            reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling))
+            assert isinstance(reply, AIMessage)
+            result = CallResult(text=message_text(reply).strip(), usage=usage_of(reply))
+            self._finish_span(span, result)
+            self.usage += result.usage
+            return result
+
+    async def call_structured(self, stage: str, text: str, schema: type[SchemaT]) -> CallResult:
+        """Ask for JSON matching ``schema`` when the model supports structured output.
+
+        ``parsed`` is the validated object, or None when the model replied with free text (the
+        caller parses that leniently); models without structured output get a plain call.
+        """
+        runnable = self._structured_runnable(schema)
+        if runnable is None:
+            return await self.call(stage, text)
+        messages = stage_messages(self.pack, self.image_urls, text)
+        sampling = self.context.sampling_for(stage).as_kwargs()
+        with self._span(stage, sampling, messages, output_type="json") as span:
+            bound = runnable.bind(**sampling) if sampling else runnable
+            out = await self._guarded(stage, bound.ainvoke(messages, self.run_config))
+            raw = out.get("raw") if isinstance(out, dict) else None
+            parsed = out.get("parsed") if isinstance(out, dict) else out
+            result = CallResult(
+                text=message_text(raw).strip() if raw is not None else "",
+                usage=usage_of(raw),
+                parsed=parsed if isinstance(parsed, schema) else None,
+            )
+            self._finish_span(span, result)
+            self.usage += result.usage
+            return result
+
+    def _structured_runnable(self, schema: type[BaseModel]) -> Runnable[Any, Any] | None:
+        if self.context.structured_judge is False:
+            return None
+        if schema not in self._structured:
+            try:
+                runnable: Runnable[Any, Any] | None = self.model.with_structured_output(
+                    schema, method="json_schema", include_raw=True
+                )
+            except (NotImplementedError, TypeError, ValueError):
+                if self.context.structured_judge:
+                    raise R3ModelError(
+                        f"structured_judge=True but {type(self.model).__name__} has no structured output"
+                    ) from None
+                runnable = None
+            self._structured[schema] = runnable
+        return self._structured[schema]
+
+    async def _guarded(self, stage: str, awaitable: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.context.call_timeout_s):
+                return await awaitable
+        except TimeoutError as exc:
+            raise R3ModelError(
+                f"{stage}: model call timed out after {self.context.call_timeout_s}s (call_timeout_s)",
+                transient=True,
+                stage=stage,
+            ) from exc
+        except R3Error:
+            raise
+        except Exception as exc:
+            raise R3ModelError(
+                f"{stage}: model call failed: {type(exc).__name__}: {str(exc)[:300]}",
+                transient=is_transient(exc),
+                stage=stage,
+            ) from exc
+
+    def _span(
+        self, stage: str, sampling: dict[str, Any], messages: list[BaseMessage], output_type: str = "text"
+    ) -> Any:
+        name = model_name(self.model)
+        attributes: dict[str, Any] = {
+            gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.CHAT.value,
+            gen_ai.GEN_AI_REQUEST_MODEL: name,
+            gen_ai.GEN_AI_OUTPUT_TYPE: output_type,
+            "r3.stage": stage,
+            "r3.images": len(self.image_urls),
+        }
+        for key in ("temperature", "max_tokens", "top_p", "seed"):
+            if key in sampling:
+                attributes[f"gen_ai.request.{key}"] = sampling[key]
+        if self.context.content_capture():
+            attributes[gen_ai.GEN_AI_INPUT_MESSAGES] = _messages_for_span(messages)
+        return tracer().start_as_current_span(f"chat {name}", attributes=attributes)
+
+    def _finish_span(self, span: Any, result: CallResult) -> None:
+        span.set_attribute(gen_ai.GEN_AI_USAGE_INPUT_TOKENS, result.usage.input_tokens)
+        span.set_attribute(gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, result.usage.output_tokens)
+        span.set_attribute(gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, result.usage.cached_input_tokens)
+        if self.context.content_capture():
+            span.set_attribute(
+                gen_ai.GEN_AI_OUTPUT_MESSAGES,
+                json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": result.text}]}]),
+            )

@@ -1,0 +1,122 @@
+"""Per-request settings: the LangGraph ``context_schema`` of the R3 graph.
+
+Pass it with ``graph.ainvoke(inputs, context=R3Context(...))`` (a plain dict works too: LangGraph
+coerces it). Every bad value raises :class:`R3ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from r3graph.errors import R3ConfigError
+
+Stage = Literal[
+    "reason", "questions", "answer", "judge", "claims", "verify", "summarise", "refine", "refine_blind"
+]
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+class Sampling(BaseModel):
+    """Sampling settings for one stage, passed to the chat model as invoke kwargs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    seed: int | None = None
+    stop: list[str] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+# Greedy by default: reflect must be reproducible, and short answers need few tokens.
+DEFAULT_SAMPLING: dict[str, Sampling] = {
+    "reason": Sampling(temperature=0.0, max_tokens=160),
+    "questions": Sampling(temperature=0.0, max_tokens=128),
+    "answer": Sampling(temperature=0.0, max_tokens=24),
+    "judge": Sampling(temperature=0.0, max_tokens=64),
+    "claims": Sampling(temperature=0.0, max_tokens=128),
+    "verify": Sampling(temperature=0.0, max_tokens=24),
+    "summarise": Sampling(temperature=0.0, max_tokens=64),
+    "refine": Sampling(temperature=0.0, max_tokens=160),
+    "refine_blind": Sampling(temperature=0.0, max_tokens=160),
+}
+
+
+class R3Context(BaseModel):
+    """How one request runs the loop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    max_rounds: int = Field(default=1, ge=0, le=16, description="Refine steps allowed; 0 = one-shot.")
+    reflect: Any = Field(
+        default="self_questions",
+        description="Strategy name (self_questions, judge, multi_step, none) or a ReflectStrategy "
+        "object or a compiled LangGraph graph.",
+    )
+    num_questions: int = Field(default=3, ge=1, le=12, description="Questions/claims per reflect.")
+    reflect_passes: int = Field(
+        default=1, ge=1, le=5, description="Reflect passes per round; later passes re-check what failed."
+    )
+    select: Literal["last", "best"] = Field(
+        default="last", description="'best' keeps the best-judged round, so refine can't make it worse."
+    )
+    sampling: dict[Stage, Sampling] = Field(default_factory=dict, description="Per-stage overrides.")
+    pack: str | None = Field(default=None, description="Prompt pack name overriding the graph's.")
+    structured_judge: bool | None = Field(
+        default=None, description="JSON verdicts via structured output; None = when the model supports it."
+    )
+    concurrent_checks: bool = Field(
+        default=True, description="Answer questions/claims concurrently (fan-out) or one by one."
+    )
+    capture_content: bool | None = Field(
+        default=None, description=f"Prompt/output text in spans; None = ${CAPTURE_CONTENT_ENV}."
+    )
+    call_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per model call.")
+    allow_remote_images: bool = Field(default=False, description="Fetch http(s) image URLs.")
+    max_image_bytes: int = Field(default=20 * 2**20, ge=1, le=2**30)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=2**28)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise R3ConfigError(f"invalid R3Context: {_describe(exc)}") from exc
+
+    def sampling_for(self, stage: str) -> Sampling:
+        default = DEFAULT_SAMPLING[stage]
+        override = self.sampling.get(stage)  # type: ignore[call-overload]
+        if override is None:
+            return default
+        return default.model_copy(update=override.model_dump(exclude_unset=True))
+
+    def content_capture(self) -> bool:
+        if self.capture_content is not None:
+            return self.capture_content
+        return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "context"
+        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r:.60})")
+    return "; ".join(parts)
+
+
+def resolve_context(value: Any) -> R3Context:
+    """The run's context from whatever ``Runtime.context`` holds (None means defaults)."""
+    if value is None:
+        return R3Context()
+    if isinstance(value, R3Context):
+        return value
+    if isinstance(value, dict):
+        return R3Context(**value)
+    raise R3ConfigError(
+        f"context must be an R3Context or a dict of its fields, not {type(value).__name__}"
+    )

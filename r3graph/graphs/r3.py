@@ -1,0 +1,65 @@
+"""The R3 graph builder: prepare -> reason -> reflect <-> refine -> finalize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from r3graph.context import R3Context
+from r3graph.errors import R3ConfigError, R3ModelError
+from r3graph.graphs.routing import after_reason, after_refine, after_reflect
+from r3graph.nodes.common import R3Deps
+from r3graph.nodes.finalize import finalize
+from r3graph.nodes.prepare import PrepareNode
+from r3graph.nodes.reason import ReasonNode
+from r3graph.nodes.refine import RefineNode
+from r3graph.nodes.reflect import ReflectNode
+from r3graph.prompts import PromptPack, load_pack
+from r3graph.reflect import ReflectStrategy
+from r3graph.state import R3Input, R3Output, R3State
+
+
+def _retry_transient(exc: Exception) -> bool:
+    return isinstance(exc, R3ModelError) and exc.transient
+
+
+def default_retry_policy(max_attempts: int = 3) -> RetryPolicy:
+    """Retry only what another attempt can fix (timeouts, dropped connections, 429/5xx)."""
+    return RetryPolicy(max_attempts=max_attempts, initial_interval=0.5, backoff_factor=2.0, retry_on=_retry_transient)
+
+
+def build_r3_graph(
+    model: BaseChatModel,
+    *,
+    pack: str | Path | PromptPack | dict[str, Any] = "default",
+    strategies: dict[str, ReflectStrategy] | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> StateGraph[R3State, R3Context, R3Input, R3Output]:
+    """The Reason -> Reflect -> Refine loop as an uncompiled ``StateGraph``.
+
+    Compile it yourself (``.compile(checkpointer=...)``) and pass per-request settings as
+    ``context=R3Context(...)``. ``strategies`` registers extra reflect strategies by name.
+    """
+    if not isinstance(model, BaseChatModel):
+        raise R3ConfigError(f"model must be a LangChain BaseChatModel, got {type(model).__name__}")
+    policy = retry_policy or default_retry_policy()
+    deps = R3Deps(model=model, pack=load_pack(pack), strategies=dict(strategies or {}),
+                  max_attempts=policy.max_attempts)
+
+    graph = StateGraph(R3State, context_schema=R3Context, input_schema=R3Input, output_schema=R3Output)
+    graph.add_node("prepare", PrepareNode(deps))
+    graph.add_node("reason", ReasonNode(deps), retry_policy=policy)
+    graph.add_node("reflect", ReflectNode(deps), retry_policy=policy)
+    graph.add_node("refine", RefineNode(deps), retry_policy=policy)
+    graph.add_node("finalize", finalize)
+    graph.add_edge(START, "prepare")
+    graph.add_edge("prepare", "reason")
+    graph.add_conditional_edges("reason", after_reason, ["reflect", "finalize"])
+    graph.add_conditional_edges("reflect", after_reflect, ["reflect", "refine", "finalize"])
+    graph.add_conditional_edges("refine", after_refine, ["reflect", "finalize"])
+    graph.add_edge("finalize", END)
+    return graph

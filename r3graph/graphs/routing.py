@@ -1,0 +1,38 @@
+"""Where the loop goes next. The round counter lives in the state (not LangGraph's recursion limit)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from r3graph.context import resolve_context
+from r3graph.state import R3State
+
+
+def after_reason(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
+    return "reflect" if resolve_context(runtime.context).max_rounds > 0 else "finalize"
+
+
+def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "refine", "finalize"]:
+    context = resolve_context(runtime.context)
+    current = state["rounds"][-1]
+    reflection = current.reflection
+    if reflection is None or reflection.verdict == "pass":
+        return "finalize"
+    has_failed_checks = any(f.consistent is False for f in reflection.findings)
+    if state.get("reflect_pass", 1) < context.reflect_passes and has_failed_checks:
+        return "reflect"
+    if current.index >= context.max_rounds:
+        return "finalize"
+    return "refine"
+
+
+def after_refine(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
+    context = resolve_context(runtime.context)
+    rounds = state["rounds"]
+    if rounds[-1].draft.strip() == rounds[-2].draft.strip():
+        return "finalize"  # the same text would get the same verdict: nothing left to learn
+    if rounds[-1].index >= context.max_rounds and context.select == "last":
+        return "finalize"  # as in the paper, the last refine is not judged: its verdict changes nothing
+    return "reflect"

@@ -1,0 +1,61 @@
+"""Validate the request and normalise its images once, before any model call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from r3graph.context import resolve_context
+from r3graph.errors import R3InputError
+from r3graph.images import normalise_image
+from r3graph.nodes.common import R3Deps, run_attributes
+from r3graph.state import R3State, Usage
+from r3graph.tracing import run_spans
+
+MAX_INSTRUCTION_CHARS = 8000
+MAX_IMAGES = 8
+
+
+class PrepareNode:
+    def __init__(self, deps: R3Deps) -> None:
+        self.deps = deps
+
+    async def __call__(self, state: R3State, runtime: Runtime[Any]) -> dict[str, Any]:
+        context = resolve_context(runtime.context)
+        # Resolve names now so a typo fails before the first model call, not after reason.
+        self.deps.strategy_for(context)
+        self.deps.pack_for(context)
+        instruction = state.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise R3InputError(f"instruction must be a non-empty string, got {type(instruction).__name__}")
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise R3InputError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
+        images = state.get("images")
+        if isinstance(images, str | bytes) or not isinstance(images, list | tuple):
+            raise R3InputError("images must be a list (of paths, URLs, bytes, data URLs or PIL images)")
+        if not 1 <= len(images) <= MAX_IMAGES:
+            raise R3InputError(f"images must hold 1 to {MAX_IMAGES} images, got {len(images)}")
+        urls = [
+            await normalise_image(
+                image,
+                index=i,
+                max_bytes=context.max_image_bytes,
+                max_pixels=context.max_image_pixels,
+                allow_remote=context.allow_remote_images,
+                fetch_timeout_s=min(context.call_timeout_s, 30.0),
+            )
+            for i, image in enumerate(images)
+        ]
+        run_id = uuid.uuid4().hex
+        update: dict[str, Any] = {
+            "instruction": instruction.strip(),
+            "images": urls,
+            "rounds": [],
+            "reflect_pass": 0,
+            "run_id": run_id,
+            "usage": Usage(),
+        }
+        run_spans.start(run_id, run_attributes({**state, **update}, context))  # type: ignore[arg-type]
+        return update

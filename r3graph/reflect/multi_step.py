@@ -1,0 +1,42 @@
+"""Multi-step reasoning: decompose the draft into atomic claims, verify each against the image
+(fan-out), then summarise the verified claims into one instruction for refine.
+
+Packs without a ``summarise`` template (tiny models trained without that skill) get the verified
+claims themselves as the critique."""
+
+from __future__ import annotations
+
+from r3graph.reflect.base import ReflectRequest, answer_checks, findings_reflection, recheck_inconsistent
+from r3graph.reflect.parsing import parse_lines
+from r3graph.state import Finding, Reflection
+
+
+class MultiStep:
+    name = "multi_step"
+
+    def __init__(self, max_claims: int | None = None) -> None:
+        self.max_claims = max_claims
+
+    async def areflect(self, request: ReflectRequest) -> Reflection:
+        if request.previous is not None:
+            return await recheck_inconsistent(self.name, request)
+        limit = self.max_claims or request.context.num_questions
+        prompt = request.pack.render("claims", instruction=request.instruction, draft=request.draft)
+        listed = await request.caller.call("claims", prompt)
+        claims = parse_lines(listed.text, limit=limit)
+        answers = await answer_checks(request, "verify", "claim", claims)
+        findings = [
+            Finding(question=c, answer=a, consistent=request.pack.is_yes(a))
+            for c, a in zip(claims, answers, strict=True)
+        ]
+        reflection = findings_reflection(self.name, request, findings, raw=listed.text)
+        if reflection.verdict == "pass" or request.pack.summarise is None:
+            return reflection
+        prompt = request.pack.render(
+            "summarise", instruction=request.instruction, draft=request.draft, findings=reflection.critique
+        )
+        summary = await request.caller.call("summarise", prompt)
+        if request.pack.is_sentinel(summary.text):
+            # The summariser overruled a failed check; keep the checks' verdict but say so.
+            return reflection.model_copy(update={"raw": f"{listed.text}\n[summary: {summary.text}]"})
+        return reflection.model_copy(update={"critique": summary.text})

@@ -1,0 +1,30 @@
+"""Self-questions (the seed's recipe): the model writes k yes/no questions about its own draft,
+answers each against the image, and any "no" is a finding refine must fix."""
+
+from __future__ import annotations
+
+from r3graph.reflect.base import ReflectRequest, answer_checks, findings_reflection, recheck_inconsistent
+from r3graph.reflect.parsing import parse_lines
+from r3graph.state import Finding, Reflection
+
+
+class SelfQuestions:
+    name = "self_questions"
+
+    def __init__(self, num_questions: int | None = None) -> None:
+        # None: take k from the request's context (num_questions).
+        self.num_questions = num_questions
+
+    async def areflect(self, request: ReflectRequest) -> Reflection:
+        if request.previous is not None:
+            return await recheck_inconsistent(self.name, request)
+        k = self.num_questions or request.context.num_questions
+        prompt = request.pack.render("questions", instruction=request.instruction, draft=request.draft, k=k)
+        asked = await request.caller.call("questions", prompt)
+        questions = parse_lines(asked.text, limit=k)
+        answers = await answer_checks(request, "answer", "question", questions)
+        findings = [
+            Finding(question=q, answer=a, consistent=request.pack.is_yes(a))
+            for q, a in zip(questions, answers, strict=True)
+        ]
+        return findings_reflection(self.name, request, findings, raw=asked.text)

@@ -1,0 +1,107 @@
+"""The graph's state: the input, the trajectory of rounds, the result.
+
+Rounds are pydantic models so a run's trajectory is typed, serialisable (checkpointers, JSONL export)
+and easy to read back: ``result["rounds"][i].draft``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, Field
+
+Verdict = Literal["pass", "revise"]
+StopReason = Literal["one_shot", "passed", "max_rounds", "unchanged"]
+
+
+class Finding(BaseModel):
+    """One check of the draft: a question (or claim), the model's answer, whether they agree."""
+
+    question: str
+    answer: str
+    consistent: bool | None = None
+
+
+class Reflection(BaseModel):
+    """What reflect found about one draft.
+
+    ``critique`` is the text refine is conditioned on (findings, an edit instruction, a summary).
+    ``score`` in [0, 1] ranks drafts for ``select="best"``.
+    """
+
+    strategy: str
+    verdict: Verdict
+    critique: str = ""
+    findings: list[Finding] = Field(default_factory=list)
+    score: float = Field(default=0.0, ge=0.0, le=1.0)
+    passes: int = 1
+    raw: str | None = None
+
+
+class Round(BaseModel):
+    """One draft and what reflect said about it. Round 0's draft comes from reason, later ones
+    from refine conditioned on the previous round's reflection."""
+
+    index: int
+    draft: str
+    reflection: Reflection | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.reflection.verdict if self.reflection else None
+
+
+class Usage(BaseModel):
+    """Model usage summed over a run."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+
+def add_usage(total: Usage | dict[str, Any] | None, delta: Usage | dict[str, Any] | None) -> Usage:
+    def coerce(value: Usage | dict[str, Any] | None) -> Usage:
+        if value is None:
+            return Usage()
+        return value if isinstance(value, Usage) else Usage.model_validate(value)
+
+    return coerce(total) + coerce(delta)
+
+
+class R3Input(TypedDict):
+    """What a caller passes in. ``images``: paths, URLs, bytes, data URLs or PIL images."""
+
+    instruction: str
+    images: list[Any]
+
+
+class R3Output(TypedDict, total=False):
+    output: str
+    rounds: list[Round]
+    stop_reason: StopReason
+    usage: Usage
+    instruction: str
+
+
+class R3State(TypedDict, total=False):
+    instruction: str
+    # Normalised once by the prepare node to ``data:`` URLs (bytes never change between stages,
+    # so the prefix cache sees identical image inputs).
+    images: list[Any]
+    rounds: list[Round]
+    # How many reflect passes ran on the current round (iterated reflect).
+    reflect_pass: int
+    output: str
+    selected_round: int
+    stop_reason: StopReason
+    usage: Annotated[Usage, add_usage]
+    run_id: str
