@@ -36,12 +36,14 @@ SHAPE_WORDS: dict[str, str] = ({s: s for s in SHAPES} | {s + "s": s for s in SHA
 PLURAL_WORDS = {s + "s" for s in SHAPES} | {"rectangles"}
 DEFINITE = {"the", "this", "that", "these", "those"}
 FILLER = {"coloured", "colored", "shaped", "solid", "filled", "bright", "dark", "light", "sized", "some",
-          "other", "only", "exactly", "just"}
+          "other", "only", "exactly", "just", "any"}
 FORWARD_SKIP = {"that", "which", "is", "are", "coloured", "colored", "in", "painted"}
 ABOVE_WORDS = {"above", "over", "atop"}
 BELOW_WORDS = {"below", "under", "beneath", "underneath"}
 SUBJECT_REACH = 8  # tokens allowed between a subject mention and its relation phrase
 OBJECT_REACH = 2  # tokens allowed between a relation phrase and its object mention
+CONNECT = {"and", "to", "the", "on", "is", "are", "also", "but", "slightly", "directly", "just", "while"}
+NEGATION = {"not", "t", "without", "nor", "never", "neither"}  # "t" from "isn't", "don't"
 
 
 class ParsedObject(BaseModel):
@@ -144,6 +146,8 @@ def find_mentions(toks: list[str]) -> list[Mention]:
                 colour, end = COLOUR_WORDS[toks[k]], k + 1
         if count is None:
             count = 2 if tok in PLURAL_WORDS else 1
+        if any(t in NEGATION for t in toks[max(0, start - 3):start]):  # "there isn't a green star"
+            count = 0
         out.append(Mention(start, end, shape, colour, size, count, definite, explicit))
     return out
 
@@ -168,16 +172,43 @@ def _relation_phrases(toks: list[str]) -> list[tuple[int, int, str]]:
     return out
 
 
+def _connected(toks: list[str], start: int, end: int) -> bool:
+    """Whether only linking words ("and", "to the", ...) lie between two positions."""
+    return start <= end and end - start <= 4 and all(t in CONNECT for t in toks[start:end])
+
+
 def _relations(toks: list[str], mentions: list[Mention]) -> list[ParsedRelation]:
+    """Relations of one sentence. Handles chains ("X is above and to the left of Y", "X is left of
+    Y and above Z") and inverted order ("to the left of Y is X")."""
     live = [m for m in mentions if m.count > 0]
+    phrases = _relation_phrases(toks)
+    objects: list[Mention | None] = [
+        next((m for m in live if m.start >= end and m.start - end <= OBJECT_REACH), None) for _, end, _ in phrases
+    ]
+    for n in range(len(phrases) - 2, -1, -1):  # "above and to the left of Y": both have object Y
+        if objects[n] is None and _connected(toks, phrases[n][1], phrases[n + 1][0]):
+            objects[n] = objects[n + 1]
     out: list[ParsedRelation] = []
-    for start, end, rel in _relation_phrases(toks):
-        before = [m for m in live if m.end <= start and start - m.end <= SUBJECT_REACH]
-        after = [m for m in live if m.start >= end and m.start - end <= OBJECT_REACH]
-        if before and after:
-            s, o = before[-1], after[0]
-            out.append(ParsedRelation(subject=ObjectRef(colour=s.colour, shape=s.shape), relation=rel,
-                                      object=ObjectRef(colour=o.colour, shape=o.shape)))
+    subject: Mention | None = None
+    for n, (start, _, rel) in enumerate(phrases):
+        obj = objects[n]
+        if n and subject is not None:
+            prev_obj, prev_end = objects[n - 1], phrases[n - 1][1]
+            anchor = prev_obj.end if prev_obj is not None and prev_obj.start >= prev_end else prev_end
+            if not _connected(toks, anchor, start):
+                subject = None
+        else:
+            subject = None
+        if subject is None:
+            before = [m for m in live if m.end <= start and start - m.end <= SUBJECT_REACH]
+            if before:
+                subject = before[-1]
+            elif obj is not None:  # inverted: "to the left of the square is a circle"
+                subject = next((m for m in live if m.start >= obj.end and m.start - obj.end <= 4), None)
+        if subject is None or obj is None or subject is obj:
+            continue
+        out.append(ParsedRelation(subject=ObjectRef(colour=subject.colour, shape=subject.shape), relation=rel,
+                                  object=ObjectRef(colour=obj.colour, shape=obj.shape)))
     return out
 
 

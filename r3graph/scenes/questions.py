@@ -132,16 +132,24 @@ def _answer_tokens(text: str) -> list[str]:
 
 
 def verify_answer(question: Question, answer_text: str) -> bool:
-    """Whether a free-text answer says the expected answer (first decisive word counts)."""
+    """Whether a free-text answer says the expected answer (first decisive word counts).
+
+    Yes/no: the first of yes/no/not/n't... decides; a bare restatement ("There is.") counts as yes.
+    Counts: digits or number words; "a"/"an" mean one only when no other number is given.
+    """
     toks = _answer_tokens(answer_text)
     if question.family in ("existence", "relation"):
-        yes_no = {w: "yes" for w in YES_WORDS} | {w: "no" for w in NO_WORDS}
-        return _first(toks, yes_no) == question.answer
+        yes_no = {w: "yes" for w in YES_WORDS} | {w: "no" for w in NO_WORDS | {"t", "none", "nothing"}}
+        said = _first(toks, yes_no)
+        if said is None and toks[:1] in (["there"], ["it"]):  # "There is.", "It is left of it."
+            said = "yes"
+        return said == question.answer
     if question.family == "count":
         numbers = {w: str(n) for w, n in NUMBER_WORDS.items() if w not in ("a", "an", "another")}
         numbers |= {t: str(int(t)) for t in toks if t.isdigit()}
+        said = _first(toks, numbers) or _first(toks, {"a": "1", "an": "1"})  # "there is a circle"
         expected = str({w: n for n, w in COUNT_TEXT.items()}.get(question.answer, -1))
-        return _first(toks, numbers) == expected
+        return said == expected
     if question.family == "colour":
         return _first(toks, COLOUR_WORDS) == question.answer
     if question.family == "shape":

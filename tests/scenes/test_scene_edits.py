@@ -1,7 +1,16 @@
 import random
 from collections import Counter
 
-from r3graph.scenes import ERROR_KINDS, caption, corrupt_caption, edit_instruction, generate_scenes, score_caption
+from r3graph.scenes import (
+    ERROR_KINDS,
+    answer_yes_no,
+    caption,
+    corrupt_caption,
+    edit_instruction,
+    generate_scenes,
+    score_caption,
+    yes_no_questions_for_caption,
+)
 
 
 def _worse(bad, good) -> bool:
@@ -51,3 +60,23 @@ def test_edit_instructions_on_hand_made_scene(pair, crowd):
         "change the two large red circles to two small red circles")
     assert edit_instruction(caption(crowd) + " the red circle is above the blue square .", crowd) == (
         "remove the sentence the red circle is above the blue square")
+
+
+def test_garbage_drafts_never_crash():
+    """Model drafts early in training are word soup; every consumer must still answer."""
+    vocab = ("a an two 2 no the small large big red green blue yellow purple orange circle circles square "
+             "stars star triangle is are left right of above below on top to and . , ? not isn't").split()
+    rng = random.Random(0)
+    scenes = generate_scenes(4, 20)
+    edits = 0
+    for k in range(300):
+        draft = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 25)))
+        scene = scenes[k % len(scenes)]
+        score = score_caption(draft, scene)
+        assert 0.0 <= score.f1 <= 1.0 and 0.0 <= score.hallucination_rate <= 1.0
+        edit = edit_instruction(draft, scene)
+        assert (edit is None) == score.exact_match
+        edits += edit is not None
+        for q in yes_no_questions_for_caption(draft):
+            assert answer_yes_no(q, scene) in ("yes", "no")
+    assert edits > 250

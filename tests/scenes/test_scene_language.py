@@ -52,6 +52,9 @@ def test_captions_are_short_and_regular():
     ("The red circle is on the left.", {("red", "circle"): 1}),  # a definite first mention counts once
     ("a red-coloured circle and a blue rectangle", {("red", "circle"): 1, ("blue", "square"): 1}),
     ("The picture contains shapes of many colours and a circle.", {}),  # no colour: not an object
+    ("I don't see any blue squares, but there is a red circle.", {("red", "circle"): 1}),
+    ("There isn't a green star; there are two red circles.", {("red", "circle"): 2}),
+    ("a red circle but not a blue square", {("red", "circle"): 1}),
 ])
 def test_paraphrase_objects(text, expected):
     assert kinds(text) == expected
@@ -74,6 +77,14 @@ def test_sizes_and_plurals():
     ("the circle is above the square", [(None, "circle", "above", None, "square")]),
     ("a red circle on the left of the image and a blue square", []),  # no object right after "of"
     ("a red circle on the left and a blue square on the right", []),
+    ("a red circle is above and to the left of a blue square",
+     [("red", "circle", "above", "blue", "square"), ("red", "circle", "left of", "blue", "square")]),
+    ("a red circle is left of a blue square and above a green star",
+     [("red", "circle", "left of", "blue", "square"), ("red", "circle", "above", "green", "star")]),
+    ("a red circle is left of a blue square and the blue square is above a green star",
+     [("red", "circle", "left of", "blue", "square"), ("blue", "square", "above", "green", "star")]),
+    ("To the left of the blue square, there is a red circle.", [("red", "circle", "left of", "blue", "square")]),
+    ("Above the green star is a yellow triangle", [("yellow", "triangle", "above", "green", "star")]),
 ])
 def test_paraphrase_relations(text, expected):
     assert rels(text) == expected
