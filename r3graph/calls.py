@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from pydantic import BaseModel
 
 from r3graph.context import R3Context
-from r3graph.errors import R3Error, R3ModelError
+from r3graph.errors import R3ConfigError, R3Error, R3ModelError
 from r3graph.messages import stage_messages
 from r3graph.prompts import PromptPack
 from r3graph.state import Usage
@@ -42,6 +42,14 @@ def is_transient(exc: BaseException) -> bool:
         return status in TRANSIENT_STATUS
     name = type(exc).__name__
     return any(word in name for word in ("Timeout", "Connection", "RemoteProtocol", "ReadError"))
+
+
+def supports_response_format(model: Any) -> bool:
+    """Whether the model takes an OpenAI-style ``response_format`` kwarg (JSON schema output)."""
+    declared = getattr(model, "supports_response_format", None)
+    if declared is not None:
+        return bool(declared)
+    return type(model).__module__.startswith("langchain_openai")
 
 
 def model_name(model: Any) -> str:
@@ -106,13 +114,12 @@ class StageCaller:
     run_config: RunnableConfig | None = None
     # Summed over every call made through this caller, concurrent fan-out calls included.
     usage: Usage = field(default_factory=Usage)
-    _structured: dict[type[BaseModel], Runnable[Any, Any] | None] = field(default_factory=dict)
 
-    async def call(self, stage: str, text: str) -> CallResult:
+    async def call(self, stage: str, text: str, *, output_type: str = "text", **extra: Any) -> CallResult:
         messages = stage_messages(self.pack, self.image_urls, text)
         sampling = self.context.sampling_for(stage).as_kwargs()
-        with self._span(stage, sampling, messages) as span:
-            reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling))
+        with self._span(stage, sampling, messages, output_type) as span:
+            reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling, **extra))
             assert isinstance(reply, AIMessage)
             result = CallResult(text=message_text(reply).strip(), usage=usage_of(reply))
             self._finish_span(span, result)
@@ -122,44 +129,33 @@ class StageCaller:
     async def call_structured(self, stage: str, text: str, schema: type[SchemaT]) -> CallResult:
         """Ask for JSON matching ``schema`` when the model supports structured output.
 
-        ``parsed`` is the validated object, or None when the model replied with free text (the
-        caller parses that leniently); models without structured output get a plain call.
+        Structured output travels as the OpenAI-style ``response_format`` invoke kwarg, which
+        ChatOpenAI (and so a vLLM server) and :class:`~r3graph.serving.ChatVLLMEngine` accept. It is
+        passed beside the stage's sampling kwargs: ``with_structured_output`` chains would drop
+        those. ``parsed`` is the validated object, or None when the reply is not valid JSON for the
+        schema (the caller then parses the text leniently).
         """
-        runnable = self._structured_runnable(schema)
-        if runnable is None:
-            return await self.call(stage, text)
-        messages = stage_messages(self.pack, self.image_urls, text)
-        sampling = self.context.sampling_for(stage).as_kwargs()
-        with self._span(stage, sampling, messages, output_type="json") as span:
-            bound = runnable.bind(**sampling) if sampling else runnable
-            out = await self._guarded(stage, bound.ainvoke(messages, self.run_config))
-            raw = out.get("raw") if isinstance(out, dict) else None
-            parsed = out.get("parsed") if isinstance(out, dict) else out
-            result = CallResult(
-                text=message_text(raw).strip() if raw is not None else "",
-                usage=usage_of(raw),
-                parsed=parsed if isinstance(parsed, schema) else None,
-            )
-            self._finish_span(span, result)
-            self.usage += result.usage
-            return result
+        if not self._use_response_format():
+            return await self.call(stage, text, output_type="json")
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
+        }
+        result = await self.call(stage, text, output_type="json", response_format=response_format)
+        try:
+            result.parsed = schema.model_validate_json(result.text)
+        except ValueError:
+            result.parsed = None
+        return result
 
-    def _structured_runnable(self, schema: type[BaseModel]) -> Runnable[Any, Any] | None:
-        if self.context.structured_judge is False:
-            return None
-        if schema not in self._structured:
-            try:
-                runnable: Runnable[Any, Any] | None = self.model.with_structured_output(
-                    schema, method="json_schema", include_raw=True
-                )
-            except (NotImplementedError, TypeError, ValueError):
-                if self.context.structured_judge:
-                    raise R3ModelError(
-                        f"structured_judge=True but {type(self.model).__name__} has no structured output"
-                    ) from None
-                runnable = None
-            self._structured[schema] = runnable
-        return self._structured[schema]
+    def _use_response_format(self) -> bool:
+        supported = supports_response_format(self.model)
+        if self.context.structured_judge and not supported:
+            raise R3ConfigError(
+                f"structured_judge=True, but {type(self.model).__name__} does not take response_format; "
+                "set supports_response_format = True on the model class if it does"
+            )
+        return supported if self.context.structured_judge is None else self.context.structured_judge
 
     async def _guarded(self, stage: str, awaitable: Any) -> Any:
         try:
