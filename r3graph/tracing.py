@@ -28,9 +28,13 @@ TRACER_NAME = "r3graph"
 WORKFLOW_NAME = "r3"
 
 
+# A module-level tracer is a proxy until a provider is installed, then follows the global provider,
+# so an SDK set up after import (tests, CLI) is honoured without a lookup per span.
+_TRACER = trace.get_tracer(TRACER_NAME)
+
+
 def tracer() -> trace.Tracer:
-    # Looked up on every use so a provider installed after import (tests, CLI) is honoured.
-    return trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 class _RunSpans:

@@ -1,4 +1,8 @@
-"""Where the loop goes next. The round counter lives in the state (not LangGraph's recursion limit)."""
+"""Where the loop goes next. The round counter lives in the state (not LangGraph's recursion limit).
+
+Routers are async on purpose: LangGraph runs sync ones in a thread pool under ``ainvoke``, which
+cost more than the whole rest of a zero-latency run (bench/overhead.py).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,11 @@ from r3graph.context import resolve_context
 from r3graph.state import R3State
 
 
-def after_reason(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
+async def after_reason(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
     return "reflect" if resolve_context(runtime.context).max_rounds > 0 else "finalize"
 
 
-def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "refine", "finalize"]:
+async def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "refine", "finalize"]:
     context = resolve_context(runtime.context)
     current = state["rounds"][-1]
     reflection = current.reflection
@@ -28,7 +32,7 @@ def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "
     return "refine"
 
 
-def after_refine(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
+async def after_refine(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
     context = resolve_context(runtime.context)
     rounds = state["rounds"]
     if rounds[-1].draft.strip() == rounds[-2].draft.strip():

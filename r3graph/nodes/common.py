@@ -59,12 +59,12 @@ def best_round(rounds: list[Round], select: str) -> Round | None:
     return rounds[-1]
 
 
-def run_attributes(state: R3State, context: R3Context) -> dict[str, Any]:
+def run_attributes(context: R3Context, images: int) -> dict[str, Any]:
     return {
         "r3.max_rounds": context.max_rounds,
         "r3.reflect.strategy": getattr(context.reflect, "name", None) or str(context.reflect),
         "r3.select": context.select,
-        "r3.images": len(state.get("images", [])),
+        "r3.images": images,
     }
 
 
@@ -77,7 +77,7 @@ async def stage(
     context = resolve_context(runtime.context)
     run_id = state.get("run_id")
     if run_id and run_spans.get(run_id) is None:
-        run_spans.start(run_id, run_attributes(state, context), resumed=True)
+        run_spans.start(run_id, run_attributes(context, len(state.get("images", []))), resumed=True)
     rounds = list(state.get("rounds", []))
     try:
         with stage_span(name, run_id, {"r3.stage": name, **attributes}) as span:

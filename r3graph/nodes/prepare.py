@@ -57,5 +57,5 @@ class PrepareNode:
             "run_id": run_id,
             "usage": Usage(),
         }
-        run_spans.start(run_id, run_attributes({**state, **update}, context))  # type: ignore[arg-type]
+        run_spans.start(run_id, run_attributes(context, len(urls)))
         return update

@@ -27,7 +27,7 @@ def resolve_strategy(value: Any, registry: dict[str, ReflectStrategy] | None = N
         if registry and value in registry:
             return registry[value]
         if value in BUILTIN_STRATEGIES:
-            return BUILTIN_STRATEGIES[value]()  # type: ignore[no-any-return]
+            return BUILTIN_STRATEGIES[value]()
         names = sorted({*BUILTIN_STRATEGIES, *(registry or {})})
         raise R3ConfigError(f"unknown reflect strategy {value!r}: use one of {names}, or pass an object")
     if isinstance(value, ReflectStrategy):

@@ -66,7 +66,7 @@ class _Check(TypedDict):
     item: str
 
 
-def _fan_out(state: _ChecksState) -> list[Send]:
+async def _fan_out(state: _ChecksState) -> list[Send]:
     return [
         Send("check", {"stage": state["stage"], "field": state["field"], "index": i, "item": item})
         for i, item in enumerate(state["items"])
@@ -86,7 +86,7 @@ async def _check(check: _Check, runtime: Runtime[ReflectRequest]) -> dict[str, A
 
 def _build_checks_graph() -> Any:
     graph = StateGraph(_ChecksState, context_schema=ReflectRequest)
-    graph.add_node("check", _check)
+    graph.add_node("check", _check)  # type: ignore[call-overload]  # Send payload, not the graph state
     graph.add_conditional_edges(START, _fan_out, ["check"])
     graph.add_edge("check", END)
     return graph.compile(name="r3_checks")

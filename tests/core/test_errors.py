@@ -83,7 +83,7 @@ async def test_non_transient_errors_are_not_retried() -> None:
 async def test_a_model_call_past_its_timeout_fails_as_transient() -> None:
     model = ScriptedChatModel(script=truthful_script(), delay_s=0.5)
     started = asyncio.get_running_loop().time()
-    with pytest.raises(R3ModelError, match="timed out after 0.05s"):
+    with pytest.raises(R3ModelError, match=r"timed out after 0\.05s"):
         await invoke(model, max_rounds=1, call_timeout_s=0.05)
     assert asyncio.get_running_loop().time() - started < 3
 
