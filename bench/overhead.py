@@ -14,7 +14,6 @@ import asyncio
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from r3graph import R3Context, build_r3_graph, load_pack  # noqa: E402
-from r3graph.messages import stage_messages  # noqa: E402
+from r3graph import R3Context, build_r3_graph, load_pack
+from r3graph.messages import stage_messages
 
 RESULTS = Path(__file__).parent / "results"
 ROUNDS = 3
@@ -47,7 +44,9 @@ class InstantModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "instant"
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         text = messages[-1].content[-1]["text"]  # type: ignore[index]
         if "yes/no questions" in text:
             reply = "is it red?\nis it big?\nis it round?"
@@ -146,7 +145,8 @@ def main() -> None:
         print(f"{key:>22}: {value}")
     ok_ms = figures["graph_ms_median"] <= figures["target_ms"]
     ok_ratio = figures["ratio"] <= figures["target_ratio"]
-    print(f"target <= 5 ms per run: {'met' if ok_ms else 'MISSED'}; target <= 1.5x plain: {'met' if ok_ratio else 'MISSED'}")
+    verdict = {True: "met", False: "MISSED"}
+    print(f"target <= 5 ms per run: {verdict[ok_ms]}; target <= 1.5x plain: {verdict[ok_ratio]}")
 
 
 if __name__ == "__main__":
