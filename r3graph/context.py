@@ -68,6 +68,9 @@ class R3Context(BaseModel):
     )
     sampling: dict[Stage, Sampling] = Field(default_factory=dict, description="Per-stage overrides.")
     pack: str | None = Field(default=None, description="Prompt pack name overriding the graph's.")
+    review: bool = Field(
+        default=False, description="Pause before each refine for a person (needs a checkpointer)."
+    )
     structured_judge: bool | None = Field(
         default=None, description="JSON verdicts via structured output; None = when the model supports it."
     )

@@ -11,13 +11,14 @@ from langgraph.types import RetryPolicy
 
 from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3ModelError
-from r3graph.graphs.routing import after_reason, after_refine, after_reflect
+from r3graph.graphs.routing import after_reason, after_refine, after_reflect, after_review
 from r3graph.nodes.common import R3Deps
 from r3graph.nodes.finalize import finalize
 from r3graph.nodes.prepare import PrepareNode
 from r3graph.nodes.reason import ReasonNode
 from r3graph.nodes.refine import RefineNode
 from r3graph.nodes.reflect import ReflectNode
+from r3graph.nodes.review import review
 from r3graph.prompts import PromptPack, load_pack
 from r3graph.reflect import ReflectStrategy
 from r3graph.state import R3Input, R3Output, R3State
@@ -41,6 +42,9 @@ def build_r3_graph(
 ) -> StateGraph[R3State, R3Context, R3Input, R3Output]:
     """The Reason -> Reflect -> Refine loop as an uncompiled ``StateGraph``.
 
+    prepare -> reason -> reflect (-> reflect for iterated passes) -> [review] -> refine -> reflect ...
+    -> finalize; routing reads the round counter and verdicts in the state.
+
     Compile it yourself (``.compile(checkpointer=...)``) and pass per-request settings as
     ``context=R3Context(...)``. ``strategies`` registers extra reflect strategies by name.
     """
@@ -57,11 +61,13 @@ def build_r3_graph(
     graph.add_node("reason", ReasonNode(deps), retry_policy=policy)  # type: ignore[call-overload]
     graph.add_node("reflect", ReflectNode(deps), retry_policy=policy)  # type: ignore[call-overload]
     graph.add_node("refine", RefineNode(deps), retry_policy=policy)  # type: ignore[call-overload]
+    graph.add_node("review", review)
     graph.add_node("finalize", finalize)
     graph.add_edge(START, "prepare")
     graph.add_edge("prepare", "reason")
     graph.add_conditional_edges("reason", after_reason, ["reflect", "finalize"])
-    graph.add_conditional_edges("reflect", after_reflect, ["reflect", "refine", "finalize"])
+    graph.add_conditional_edges("reflect", after_reflect, ["reflect", "review", "refine", "finalize"])
+    graph.add_conditional_edges("review", after_review, ["refine", "finalize"])
     graph.add_conditional_edges("refine", after_refine, ["reflect", "finalize"])
     graph.add_edge("finalize", END)
     return graph

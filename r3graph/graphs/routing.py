@@ -18,7 +18,9 @@ async def after_reason(state: R3State, runtime: Runtime[Any]) -> Literal["reflec
     return "reflect" if resolve_context(runtime.context).max_rounds > 0 else "finalize"
 
 
-async def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "refine", "finalize"]:
+async def after_reflect(
+    state: R3State, runtime: Runtime[Any]
+) -> Literal["reflect", "review", "refine", "finalize"]:
     context = resolve_context(runtime.context)
     current = state["rounds"][-1]
     reflection = current.reflection
@@ -29,7 +31,12 @@ async def after_reflect(state: R3State, runtime: Runtime[Any]) -> Literal["refle
         return "reflect"
     if current.index >= context.max_rounds:
         return "finalize"
-    return "refine"
+    return "review" if context.review else "refine"
+
+
+async def after_review(state: R3State) -> Literal["refine", "finalize"]:
+    reflection = state["rounds"][-1].reflection
+    return "finalize" if reflection is not None and reflection.verdict == "pass" else "refine"
 
 
 async def after_refine(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:

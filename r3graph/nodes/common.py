@@ -10,6 +10,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from opentelemetry.trace import Span
 
@@ -82,6 +83,11 @@ async def stage(
     try:
         with stage_span(name, run_id, {"r3.stage": name, **attributes}) as span:
             yield context, span
+    except GraphBubbleUp:
+        # An interrupt (human review) pauses the run: close its span now; a resume opens a new one
+        # (marked r3.resumed) rather than keeping spans of paused runs in memory indefinitely.
+        run_spans.end(run_id, {"r3.interrupted_at": name})
+        raise
     except (Exception, asyncio.CancelledError) as exc:
         best = best_round(rounds, context.select)
         error = exc
