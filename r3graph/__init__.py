@@ -7,6 +7,7 @@ from r3graph.errors import (
     R3InputError,
     R3ModelError,
     R3ReflectError,
+    R3TimeoutError,
     R3ValidationError,
 )
 from r3graph.graphs import build_r3_graph, default_retry_policy
@@ -31,6 +32,7 @@ __all__ = [
     "R3Output",
     "R3ReflectError",
     "R3State",
+    "R3TimeoutError",
     "R3ValidationError",
     "ReflectRequest",
     "ReflectStrategy",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from pydantic import BaseModel
 
 from r3graph.context import R3Context
-from r3graph.errors import R3ConfigError, R3Error, R3ModelError
+from r3graph.errors import R3ConfigError, R3Error, R3ModelError, R3TimeoutError
 from r3graph.messages import stage_messages
 from r3graph.prompts import PromptPack
 from r3graph.state import Usage
@@ -112,6 +113,7 @@ class StageCaller:
     context: R3Context
     image_urls: list[str]
     run_config: RunnableConfig | None = None
+    deadline: float | None = None
     # Summed over every call made through this caller, concurrent fan-out calls included.
     usage: Usage = field(default_factory=Usage)
 
@@ -158,14 +160,24 @@ class StageCaller:
         return supported if self.context.structured_judge is None else self.context.structured_judge
 
     async def _guarded(self, stage: str, awaitable: Any) -> Any:
+        limit = self.context.call_timeout_s
+        run_left = self.deadline - time.time() if self.deadline is not None else None
+        if run_left is not None and run_left <= 0:
+            awaitable.close()
+            raise R3TimeoutError(f"{stage}: the run's deadline passed (run_timeout_s)", stage=stage)
+        bounded_by_run = run_left is not None and run_left < limit
         try:
-            async with asyncio.timeout(self.context.call_timeout_s):
+            async with asyncio.timeout(min(limit, run_left) if run_left is not None else limit):
                 return await awaitable
         except TimeoutError as exc:
+            if bounded_by_run:
+                raise R3TimeoutError(
+                    f"{stage}: the run's deadline passed during a model call (run_timeout_s="
+                    f"{self.context.run_timeout_s}s)",
+                    stage=stage,
+                ) from exc
             raise R3ModelError(
-                f"{stage}: model call timed out after {self.context.call_timeout_s}s (call_timeout_s)",
-                transient=True,
-                stage=stage,
+                f"{stage}: model call timed out after {limit}s (call_timeout_s)", transient=True, stage=stage
             ) from exc
         except R3Error:
             raise

@@ -81,6 +81,9 @@ class R3Context(BaseModel):
         default=None, description=f"Prompt/output text in spans; None = ${CAPTURE_CONTENT_ENV}."
     )
     call_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per model call.")
+    run_timeout_s: float = Field(
+        default=900.0, gt=0, le=86400, description="Whole run; model calls get what is left of it."
+    )
     allow_remote_images: bool = Field(default=False, description="Fetch http(s) image URLs.")
     max_image_bytes: int = Field(default=20 * 2**20, ge=1, le=2**30)
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=2**28)

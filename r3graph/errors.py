@@ -50,5 +50,12 @@ class R3ModelError(R3Error):
         self.transient = transient
 
 
+class R3TimeoutError(R3ModelError):
+    """The run's deadline (``run_timeout_s``) passed; retrying cannot help."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, transient=False, **kwargs)
+
+
 class R3ReflectError(R3Error):
     """A reflect strategy failed or returned something unusable."""

@@ -107,3 +107,6 @@ class R3State(TypedDict, total=False):
     stop_reason: StopReason
     usage: Annotated[Usage, add_usage]
     run_id: str
+    # Wall-clock deadline (epoch seconds) set when the run starts: survives checkpoints, so a resumed
+    # run keeps its budget rather than starting a fresh one.
+    deadline: float

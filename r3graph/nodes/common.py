@@ -45,6 +45,7 @@ class R3Deps:
             context=context,
             image_urls=list(state.get("images", [])),
             run_config=config,
+            deadline=state.get("deadline"),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -55,6 +56,7 @@ class PrepareNode:
             "rounds": [],
             "reflect_pass": 0,
             "run_id": run_id,
+            "deadline": time.time() + context.run_timeout_s,
             "usage": Usage(),
         }
         run_spans.start(run_id, run_attributes(context, len(urls)))

@@ -90,3 +90,16 @@ async def test_a_model_call_past_its_timeout_fails_as_transient() -> None:
 
 async def test_errors_are_r3_errors() -> None:
     assert issubclass(R3ModelError, R3Error)
+
+
+async def test_the_run_deadline_bounds_the_whole_loop_and_is_not_retried() -> None:
+    from r3graph import R3TimeoutError
+
+    model = ScriptedChatModel(script=truthful_script(), delay_s=0.15)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(R3TimeoutError, match="run_timeout_s") as caught:
+        await invoke(model, max_rounds=3, run_timeout_s=0.5, call_timeout_s=10)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < 1.5  # the deadline, not 10 s per call or 3 retries
+    assert not caught.value.transient
+    assert caught.value.best_draft == "a blue square"  # reason finished before the deadline
