@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -82,6 +82,8 @@ class ChatVLLMEngine(BaseChatModel):
     """LangChain chat model backed by a shared in-process vLLM engine."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+    # Tells R3's callers they may pass an OpenAI-style response_format kwarg (see r3graph.calls).
+    supports_response_format: ClassVar[bool] = True
 
     model: str = Field(description="HF-format model directory (or name vLLM can load offline)")
     dtype: str = "auto"

@@ -1,0 +1,208 @@
+"""``r3graph`` command line: ``serve`` a model with vLLM, ``run`` the R3 loop on an image."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+
+
+def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``serve ... -- --flag x`` -> our args, vLLM's args (passed through untouched)."""
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+def _check_model_dir(path: str) -> str:
+    if not (Path(path) / "config.json").is_file():
+        sys.exit(
+            f"r3graph: no model at {path} (config.json missing). Pass --model DIR "
+            "(an HF-format model directory) or --base-url URL of a running server."
+        )
+    return path
+
+
+# -- serve ---------------------------------------------------------------------------------------
+def _cmd_serve(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from r3graph.serving.server import VLLMServer, VLLMServerError
+
+    server = VLLMServer(
+        _check_model_dir(args.model), host=args.host, port=args.port,
+        served_model_name=args.served_model_name, max_model_len=args.max_model_len,
+        extra_args=passthrough, startup_timeout=args.startup_timeout, echo=sys.stderr,
+    )
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # one shutdown path for Ctrl-C and SIGTERM
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        server.start()
+        print(f"r3graph: serving {server.served_model_name} at {server.base_url}  (Ctrl-C stops)",
+              flush=True)
+        return server.wait()
+    except VLLMServerError as e:
+        print(f"r3graph: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("r3graph: stopping the vLLM server...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        server.stop()
+
+
+# -- run -----------------------------------------------------------------------------------------
+def _model_for(args: argparse.Namespace) -> Any:
+    if args.base_url:
+        from r3graph.serving.client import chat_model_for_server
+
+        return chat_model_for_server(args.base_url)
+    from r3graph.serving.engine import ChatVLLMEngine
+
+    return ChatVLLMEngine(model=_check_model_dir(args.model))
+
+
+def _default_pack(args: argparse.Namespace) -> str:
+    if args.pack:
+        return str(args.pack)
+    # The shipped scenes-vlm was trained on the scenes pack's templates; anything else gets default.
+    shipped = not args.base_url and Path(args.model).resolve() == SHIPPED_MODEL_DIR.resolve()
+    return "scenes" if shipped or "scenes" in Path(args.model).name else "default"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return str(value)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    stage = str(event.get("stage", "?"))
+    where = f"round {event.get('round', '?')}"
+    if "index" in event:
+        where += f" #{event['index']}"
+    head = f"[{where}] {stage}"
+    if "verdict" in event:
+        head += f" ({event['verdict']}, score {event.get('score', 0):.2f})"
+    item = f"{event['item']} -> " if "item" in event else ""
+    return f"{head}: {item}{event.get('text', '')}"
+
+
+async def _run_graph(args: argparse.Namespace, model: Any, show: Any) -> tuple[dict[str, Any], float]:
+    from r3graph import R3Context, build_r3_graph
+
+    graph = build_r3_graph(model, pack=_default_pack(args)).compile()
+    ctx = R3Context(max_rounds=args.max_rounds, reflect=args.reflect)
+    inputs = {"instruction": args.instruction, "images": list(args.image)}
+    final: dict[str, Any] = {}
+    if hasattr(model, "astart"):
+        await model.astart()  # engine start-up (~30 s on CPU) is not part of the run's time
+    t0 = time.perf_counter()
+    async for part in graph.astream(inputs, context=ctx, stream_mode=["custom", "values"], subgraphs=True):
+        _namespace, mode, chunk = part
+        if mode == "custom" and isinstance(chunk, dict):
+            show(chunk)
+        elif mode == "values" and not _namespace:
+            final = chunk
+    return final, time.perf_counter() - t0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    apply_vllm_env_defaults()
+    for image in args.image:
+        if not Path(image).is_file():
+            sys.exit(f"r3graph: image not found: {image}")
+    json_out = None
+    if args.json:
+        # Keep stdout for the one JSON object: vLLM and its child processes log to fd 1, so
+        # point fd 1 at stderr for the run and write the result to the saved original.
+        json_out = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+
+    from rich.console import Console
+
+    console = Console(stderr=args.json, highlight=False)
+    colours = {"reason": "cyan", "refine": "green", "reflect": "yellow", "review": "magenta"}
+
+    def show(event: dict[str, Any]) -> None:
+        if not args.json:
+            console.print(_event_line(event), style=colours.get(str(event.get("stage")), "white"),
+                          markup=False)
+
+    model = _model_for(args)
+    try:
+        final, elapsed = asyncio.run(_run_graph(args, model, show))
+    finally:
+        from r3graph.serving.registry import shutdown_engines
+
+        shutdown_engines()
+    result = {
+        "output": final.get("output"), "stop_reason": final.get("stop_reason"),
+        "rounds": [_plain(r) for r in final.get("rounds", [])],
+        "usage": _plain(final["usage"]) if "usage" in final else None, "elapsed_s": round(elapsed, 3),
+    }
+    if json_out is not None:
+        json_out.write(json.dumps(result, default=_plain) + "\n")
+        json_out.flush()
+    else:
+        console.rule("result")
+        console.print(result["output"], markup=False)
+        console.print(f"stop: {result['stop_reason']}  usage: {result['usage']}  time: {elapsed:.2f} s",
+                      style="dim", markup=False)
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="r3graph", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run vLLM's OpenAI-compatible server with R3's flags",
+                       epilog="Flags after `--` go to vLLM untouched, e.g. -- --max-num-seqs 32")
+    s.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="HF-format model directory")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--served-model-name", default=None, help="default: the model directory's name")
+    s.add_argument("--max-model-len", type=int, default=2048)
+    s.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
+
+    r = sub.add_parser("run", help="run Reason -> Reflect -> Refine on an image")
+    r.add_argument("--image", action="append", required=True, help="image file (repeatable)")
+    r.add_argument("--instruction", default="Describe the image.")
+    r.add_argument("--max-rounds", type=int, default=1)
+    r.add_argument("--reflect", default="self_questions",
+                   help="self_questions | judge | multi_step | none")
+    r.add_argument("--pack", default=None, help="prompt pack (default: scenes for scenes-vlm, else default)")
+    r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
+    r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
+    r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")
+    r.add_argument("--verbose", action="store_true", help="keep vLLM's INFO logs")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ours, passthrough = _split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(ours)
+    if args.command == "serve":
+        return _cmd_serve(args, passthrough)
+    if passthrough:
+        sys.exit("r3graph: `--` passthrough flags are only for `serve`")
+    return _cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""LangChain client for an R3 vLLM server (or any vLLM OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from langchain_openai import ChatOpenAI
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Accept ``http://host:port`` or ``.../v1``; return the ``/v1`` form the OpenAI client wants."""
+    url = base_url.rstrip("/")
+    return url if url.endswith("/v1") else f"{url}/v1"
+
+
+def _is_loopback(base_url: str) -> bool:
+    return (urlparse(base_url).hostname or "") in _LOOPBACK
+
+
+def discover_model(base_url: str, timeout: float = 10.0) -> str:
+    """The first model the server serves (R3 servers serve exactly one)."""
+    url = normalize_base_url(base_url)
+    with httpx.Client(trust_env=not _is_loopback(url), timeout=timeout) as http:
+        resp = http.get(f"{url}/models")
+        resp.raise_for_status()
+        data = resp.json().get("data") or []
+    if not data:
+        raise RuntimeError(f"{url}/models lists no models")
+    return str(data[0]["id"])
+
+
+def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any) -> ChatOpenAI:
+    """``ChatOpenAI`` configured for vLLM.
+
+    - ``stream_usage=True``: vLLM sends usage in the last stream chunk only when asked.
+    - Chat Completions, not the Responses API (R3 servers are started for chat).
+    - Cached prompt tokens: the server runs with ``--enable-prompt-tokens-details`` and
+      langchain-openai maps ``usage.prompt_tokens_details.cached_tokens`` to
+      ``usage_metadata["input_token_details"]["cache_read"]``.
+    - Structured output: ``.with_structured_output(Schema, method="json_schema")`` sends an
+      OpenAI ``json_schema`` response_format, which vLLM turns into constrained decoding.
+    - Loopback servers are reached without proxies (``trust_env=False``).
+    """
+    url = normalize_base_url(base_url)
+    params: dict[str, Any] = {
+        "base_url": url,
+        "model": model or discover_model(url),
+        "api_key": "EMPTY",  # vLLM ignores it unless started with --api-key; the client needs one
+        "stream_usage": True,
+        "use_responses_api": False,
+        "temperature": 0.0,
+        "max_tokens": 512,
+        "max_retries": 1,
+        "timeout": 120.0,
+    }
+    if _is_loopback(url) and "http_client" not in kwargs:
+        params["http_client"] = httpx.Client(trust_env=False)
+        params["http_async_client"] = httpx.AsyncClient(trust_env=False)
+    params.update(kwargs)
+    return ChatOpenAI(**params)
