@@ -85,6 +85,15 @@ class R3Context(BaseModel):
         default=900.0, gt=0, le=86400, description="Whole run; model calls get what is left of it."
     )
     allow_remote_images: bool = Field(default=False, description="Fetch http(s) image URLs.")
+    allow_private_image_hosts: bool = Field(
+        default=False, description="Let remote fetches reach loopback/private/link-local addresses."
+    )
+    allow_file_paths: bool = Field(
+        default=True, description="Accept file paths; set False for untrusted input (e.g. agent tools)."
+    )
+    image_root: str | None = Field(
+        default=None, description="When set, file paths must resolve inside this folder."
+    )
     max_image_bytes: int = Field(default=20 * 2**20, ge=1, le=2**30)
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=2**28)
 

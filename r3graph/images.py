@@ -76,8 +76,14 @@ def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
         raise R3InputError(f"{label}: the data URL's base64 payload is invalid") from exc
 
 
-def _read_file(text: str, max_bytes: int, label: str) -> bytes:
+def _read_file(text: str, max_bytes: int, label: str, root: str | None) -> bytes:
     path = Path(text).expanduser()
+    if root is not None:
+        # Resolve symlinks and '..' before the check, so neither can step outside the folder.
+        resolved, allowed = path.resolve(), Path(root).expanduser().resolve()
+        if not resolved.is_relative_to(allowed):
+            raise R3InputError(f"{label}: {text[:200]!r} is outside the allowed image folder (image_root)")
+        path = resolved
     if not path.is_file():
         raise R3InputError(f"{label}: no such image file: {text[:200]!r}")
     if path.stat().st_size > max_bytes:
@@ -123,6 +129,8 @@ async def normalise_image(
     max_pixels: int,
     allow_remote: bool = False,
     allow_private_hosts: bool = False,
+    allow_paths: bool = True,
+    path_root: str | None = None,
     fetch_timeout_s: float = 10.0,
 ) -> str:
     """One input image -> a checked data URL."""
@@ -156,7 +164,12 @@ async def normalise_image(
         elif "://" in text[:16]:
             raise R3InputError(f"{label}: unsupported URL scheme in {text[:40]!r}; use a path, data: or http(s)")
         else:
-            data = await asyncio.to_thread(_read_file, text, max_bytes, label)
+            if not allow_paths:
+                raise R3InputError(
+                    f"{label}: file paths are not accepted here (untrusted input); pass the image's bytes "
+                    "or a data URL"
+                )
+            data = await asyncio.to_thread(_read_file, text, max_bytes, label, path_root)
     else:
         raise R3InputError(
             f"{label}: unsupported image type {type(image).__name__}; "

@@ -45,6 +45,9 @@ class PrepareNode:
                 max_bytes=context.max_image_bytes,
                 max_pixels=context.max_image_pixels,
                 allow_remote=context.allow_remote_images,
+                allow_private_hosts=context.allow_private_image_hosts,
+                allow_paths=context.allow_file_paths,
+                path_root=context.image_root,
                 fetch_timeout_s=min(context.call_timeout_s, 30.0),
             )
             for i, image in enumerate(images)

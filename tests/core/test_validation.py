@@ -147,3 +147,31 @@ def test_bad_prompt_packs() -> None:
 def test_model_must_be_a_chat_model() -> None:
     with pytest.raises(R3ConfigError, match="BaseChatModel"):
         build_r3_graph(object())  # type: ignore[arg-type]
+
+
+async def test_untrusted_paths_and_private_hosts(tmp_path: Any) -> None:
+    inside = tmp_path / "allowed"
+    inside.mkdir()
+    (inside / "ok.png").write_bytes(png_bytes())
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(png_bytes())
+    (inside / "link.png").symlink_to(outside)
+    root = {"image_root": str(inside)}
+    cases = [
+        ({"images": [str(outside)]}, root, "outside the allowed image folder"),
+        ({"images": [str(inside / ".." / "secret.png")]}, root, "outside the allowed image folder"),
+        ({"images": [str(inside / "link.png")]}, root, "outside the allowed image folder"),
+        ({"images": [str(inside / "ok.png")]}, {"allow_file_paths": False}, "file paths are not accepted"),
+        ({"images": ["http://127.0.0.1:9/x.png"]}, {"allow_remote_images": True}, "non-public host '127.0.0.1'"),
+        ({"images": ["http://169.254.169.254/x.png"]}, {"allow_remote_images": True}, "non-public host"),
+        ({"images": ["http://10.1.2.3/x.png"]}, {"allow_remote_images": True}, "non-public host"),
+        ({"images": ["http://[::1]/x.png"]}, {"allow_remote_images": True}, "non-public host"),
+    ]
+    for inputs, context, message in cases:
+        with pytest.raises(R3InputError, match=message):
+            await invoke({"instruction": "x", **inputs}, context=R3Context(**context))
+    chat = ScriptedChatModel(script=lambda prompt: "a square")
+    graph = build_r3_graph(chat).compile()
+    ok = await graph.ainvoke({"instruction": "x", "images": [str(inside / "ok.png")]},
+                             context=R3Context(max_rounds=0, **root))
+    assert ok["output"] == "a square"
