@@ -17,11 +17,26 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, Runn
 from pydantic import BaseModel, ValidationError
 
 
+def _closed(node: Any) -> Any:
+    """Objects without ``additionalProperties`` get ``false`` (as OpenAI strict mode does).
+
+    Why: xgrammar otherwise lets the model append arbitrary extra keys, which a weak model does
+    until max_tokens; a pydantic model would ignore them anyway.
+    """
+    if isinstance(node, dict):
+        node = {k: _closed(v) for k, v in node.items()}
+        if node.get("type") == "object" and "properties" in node:
+            node.setdefault("additionalProperties", False)
+    elif isinstance(node, list):
+        node = [_closed(v) for v in node]
+    return node
+
+
 def json_schema_of(schema: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     if isinstance(schema, dict):
         # Accept the OpenAI response_format wrapper as well as a bare JSON schema.
         return schema.get("schema", schema) if "schema" in schema and "name" in schema else schema
-    return schema.model_json_schema()
+    return _closed(schema.model_json_schema())
 
 
 def strict_parser(schema: type[BaseModel] | dict[str, Any]) -> Runnable[BaseMessage, Any]:
@@ -34,14 +49,16 @@ def strict_parser(schema: type[BaseModel] | dict[str, Any]) -> Runnable[BaseMess
 
     def parse(msg: BaseMessage) -> Any:
         text = msg.text if isinstance(msg.text, str) else str(msg.content)
-        if msg.response_metadata.get("finish_reason") == "length":
-            raise OutputParserException(
-                "structured output was cut off by max_tokens; raise max_tokens", llm_output=text
-            )
         try:
             data = json.loads(text)
             return schema.model_validate(data) if is_model else data  # type: ignore[union-attr]
         except (json.JSONDecodeError, ValidationError) as e:
+            # Complete JSON is fine even at max_tokens (a model may miss EOS after the closing
+            # brace); incomplete JSON at max_tokens is a cut-off, said plainly.
+            if msg.response_metadata.get("finish_reason") == "length":
+                raise OutputParserException(
+                    "structured output was cut off by max_tokens; raise max_tokens", llm_output=text
+                ) from e
             raise OutputParserException(f"invalid structured output: {e}", llm_output=text) from e
 
     return RunnableLambda(parse, name="StrictJsonParser")

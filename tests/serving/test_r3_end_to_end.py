@@ -1,0 +1,42 @@
+"""The R3 graph end to end on real vLLM: the in-process engine and the HTTP server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serving.conftest import EXAMPLE_IMAGE
+
+
+async def _run(model, pack: str) -> dict:
+    from r3graph import R3Context, build_r3_graph
+
+    graph = build_r3_graph(model, pack=pack).compile()
+    events = [e async for e in graph.astream(
+        {"instruction": "Describe the image.", "images": [str(EXAMPLE_IMAGE)]},
+        context=R3Context(max_rounds=1, reflect="self_questions", num_questions=3),
+        stream_mode="custom", subgraphs=True)]
+    stages = {chunk["stage"] for _ns, chunk in events}
+    assert {"reason", "reflect"} <= stages
+    return await graph.ainvoke({"instruction": "Describe the image.", "images": [str(EXAMPLE_IMAGE)]},
+                               context=R3Context(max_rounds=1))
+
+
+def _pack(model_dir: str) -> str:
+    return "scenes" if model_dir.rstrip("/").endswith("scenes-vlm") else "default"
+
+
+@pytest.mark.engine
+async def test_r3_on_engine(engine, model_dir: str) -> None:
+    result = await _run(engine, _pack(model_dir))
+    assert isinstance(result["output"], str) and result["rounds"]
+    usage = result["usage"]
+    assert usage.calls >= 3 and usage.input_tokens > 0 and usage.output_tokens > 0
+
+
+@pytest.mark.server
+async def test_r3_over_http(server, model_dir: str) -> None:
+    from r3graph.serving import chat_model_for_server
+
+    result = await _run(chat_model_for_server(server.url), _pack(model_dir))
+    assert isinstance(result["output"], str) and result["rounds"]
+    assert result["usage"].calls >= 3
