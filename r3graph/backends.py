@@ -1,0 +1,95 @@
+"""Pick the chat model that runs R3 for the examples, ``r3graph export`` and the LangGraph server.
+
+Three backends, one decision each:
+
+- ``server``: a running vLLM OpenAI-compatible server (``--base-url`` / ``R3GRAPH_BASE_URL``);
+  outgoing requests carry the current trace context (``traceparent``), see
+  :mod:`r3graph.serving.propagation`.
+- ``engine``: the in-process vLLM engine over a model directory, the shipped
+  ``r3graph/models/scenes-vlm`` unless told otherwise (``R3GRAPH_MODEL_DIR``).
+- ``scripted``: :class:`r3graph.scripted.ScriptedSceneModel`, a SCRIPTED stand-in with no weights
+  for demos and tests. Its label says so wherever it is printed.
+
+vLLM is imported only by the engine backend, and only when chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from langchain_core.language_models import BaseChatModel
+
+BackendKind = Literal["scripted", "engine", "server"]
+BACKEND_KINDS: tuple[BackendKind, ...] = ("scripted", "engine", "server")
+
+
+@dataclass
+class Backend:
+    model: BaseChatModel
+    kind: BackendKind
+    pack: str
+    model_name: str
+    label: str  # one line for people: which model answers, and whether it is scripted
+
+
+def shipped_model_dir() -> Path:
+    from r3graph.serving.env import SHIPPED_MODEL_DIR  # no vLLM import: env.py is plain Python
+
+    return SHIPPED_MODEL_DIR
+
+
+def _pack_for(model_name: str, pack: str | None) -> str:
+    # The shipped scenes model was trained on the scenes pack's templates; anything else gets default.
+    return pack or ("scenes" if "scenes" in model_name.lower() or "scripted" in model_name else "default")
+
+
+def make_backend(
+    kind: BackendKind,
+    *,
+    base_url: str | None = None,
+    model_dir: str | Path | None = None,
+    served_model: str | None = None,
+    pack: str | None = None,
+) -> Backend:
+    """The model for ``kind`` (see the module docstring); ``pack`` overrides the prompt pack."""
+    if kind == "scripted":
+        from r3graph.scripted import SCRIPTED_MODEL_NAME, ScriptedSceneModel
+
+        return Backend(ScriptedSceneModel(), "scripted", _pack_for(SCRIPTED_MODEL_NAME, pack), SCRIPTED_MODEL_NAME,
+                       "SCRIPTED model (no weights; answers from the example scene's ground truth)")
+    if kind == "server":
+        if not base_url:
+            raise ValueError("the server backend needs a base URL (--base-url or R3GRAPH_BASE_URL)")
+        from r3graph.serving.client import chat_model_for_server
+        from r3graph.serving.propagation import traced_http_clients
+
+        sync_client, async_client = traced_http_clients(base_url)
+        chat = chat_model_for_server(base_url, served_model, http_client=sync_client,
+                                     http_async_client=async_client)
+        name = str(chat.model_name)
+        return Backend(chat, "server", _pack_for(name, pack), name, f"vLLM server {base_url} serving {name}")
+    if kind == "engine":
+        from r3graph.serving.engine import ChatVLLMEngine
+
+        directory = Path(model_dir) if model_dir else shipped_model_dir()
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"no model at {directory} (config.json missing); pass a model directory")
+        return Backend(ChatVLLMEngine(model=str(directory)), "engine", _pack_for(directory.name, pack),
+                       directory.name, f"in-process vLLM engine over {directory}")
+    raise ValueError(f"unknown backend {kind!r}; use one of {', '.join(BACKEND_KINDS)}")
+
+
+def backend_from_env(env: Mapping[str, str] | None = None) -> Backend:
+    """``R3GRAPH_BACKEND`` (scripted|engine|server) or, when unset, ``server`` if ``R3GRAPH_BASE_URL`` is
+    set, else ``engine``. Also read: ``R3GRAPH_MODEL_DIR``, ``R3GRAPH_SERVED_MODEL``, ``R3GRAPH_PACK``."""
+    env = os.environ if env is None else env
+    base_url = env.get("R3GRAPH_BASE_URL") or None
+    kind = env.get("R3GRAPH_BACKEND") or ("server" if base_url else "engine")
+    if kind not in BACKEND_KINDS:
+        raise ValueError(f"R3GRAPH_BACKEND={kind!r}; use one of {', '.join(BACKEND_KINDS)}")
+    return make_backend(cast(BackendKind, kind), base_url=base_url, model_dir=env.get("R3GRAPH_MODEL_DIR") or None,
+                        served_model=env.get("R3GRAPH_SERVED_MODEL") or None, pack=env.get("R3GRAPH_PACK") or None)
