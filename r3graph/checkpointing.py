@@ -1,0 +1,27 @@
+"""Checkpoint serialisation for R3 state: the msgpack allowlist of r3graph's own types.
+
+LangGraph's checkpoint serializer warns (and, with ``LANGGRAPH_STRICT_MSGPACK=true``, refuses) when it
+reads back types nobody allowed. ``compile()`` derives an allowlist from the graph's state schema in
+strict mode; in the default permissive mode it does not, so every resume logs a warning per type.
+Give checkpointers :func:`checkpoint_serde` to allow exactly R3's state types, in either mode::
+
+    saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
+    saver = InMemorySaver(serde=checkpoint_serde())
+"""
+
+from __future__ import annotations
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from r3graph.state import Finding, Reflection, Round, Usage
+
+CHECKPOINT_TYPES: tuple[type, ...] = (Round, Reflection, Finding, Usage)
+
+
+def checkpoint_allowlist() -> list[tuple[str, str]]:
+    return [(t.__module__, t.__name__) for t in CHECKPOINT_TYPES]
+
+
+def checkpoint_serde() -> JsonPlusSerializer:
+    """A serializer that reads R3's state types back without warnings (and nothing else unexpected)."""
+    return JsonPlusSerializer(allowed_msgpack_modules=checkpoint_allowlist())
