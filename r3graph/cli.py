@@ -105,12 +105,13 @@ async def _run_graph(args: argparse.Namespace, model: Any, show: Any) -> tuple[d
 
     graph = build_r3_graph(model, pack=_default_pack(args)).compile()
     ctx = R3Context(max_rounds=args.max_rounds, reflect=args.reflect)
-    inputs = {"instruction": args.instruction, "images": list(args.image)}
+    inputs: Any = {"instruction": args.instruction, "images": list(args.image)}
     final: dict[str, Any] = {}
     if hasattr(model, "astart"):
         await model.astart()  # engine start-up (~30 s on CPU) is not part of the run's time
     t0 = time.perf_counter()
-    async for part in graph.astream(inputs, context=ctx, stream_mode=["custom", "values"], subgraphs=True):
+    modes: Any = ["custom", "values"]
+    async for part in graph.astream(inputs, context=ctx, stream_mode=modes, subgraphs=True):
         _namespace, mode, chunk = part
         if mode == "custom" and isinstance(chunk, dict):
             show(chunk)

@@ -172,7 +172,7 @@ class ChatVLLMEngine(BaseChatModel):
 
         engine = await aget_engine(self.spec)
         sampling = self._sampling_params(stop, kwargs, delta)
-        conversation = to_vllm_conversation(messages)
+        conversation: list[Any] = to_vllm_conversation(messages)  # vLLM types it as OpenAI params
         # The model's own chat template, applied by vLLM's renderer (image placeholders included).
         _, (prompt,) = await engine.renderer.render_chat_async([conversation], ChatParams())
         async for out in engine.generate(prompt, sampling, f"r3-{uuid.uuid4().hex}"):
@@ -248,7 +248,7 @@ class ChatVLLMEngine(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def with_structured_output(  # type: ignore[override]
+    def with_structured_output(
         self,
         schema: type[BaseModel] | dict[str, Any],
         *,
