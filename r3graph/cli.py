@@ -106,7 +106,7 @@ async def _run_graph(args: argparse.Namespace, model: Any, show: Any) -> tuple[d
     graph = build_r3_graph(model, pack=_default_pack(args)).compile()
     ctx = R3Context(max_rounds=args.max_rounds, reflect=args.reflect)
     inputs: Any = {"instruction": args.instruction, "images": list(args.image)}
-    final: dict[str, Any] = {}
+    final: Any = {}
     if hasattr(model, "astart"):
         await model.astart()  # engine start-up (~30 s on CPU) is not part of the run's time
     t0 = time.perf_counter()
