@@ -92,6 +92,22 @@ async def test_concurrent_requests(engine) -> None:
     assert all(r.usage_metadata["output_tokens"] > 0 for r in replies)
 
 
+async def test_cancelled_and_abandoned_requests_are_aborted(engine) -> None:
+    from r3graph.serving.registry import get_engine
+
+    vllm_engine = get_engine(engine.spec)
+    msgs = _msgs("Tell a long story.", png_data_url((5, 5, 5)))
+    with pytest.raises(TimeoutError):  # what R3's per-call timeout does
+        await asyncio.wait_for(engine.ainvoke(msgs, max_tokens=1500), timeout=0.3)
+    async for _chunk in engine.astream(msgs, max_tokens=1500):
+        break  # a consumer that stops reading
+    for _ in range(50):
+        if vllm_engine.get_num_unfinished_requests() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert vllm_engine.get_num_unfinished_requests() == 0
+
+
 def test_instances_with_same_config_share_one_engine(engine) -> None:
     from r3graph.serving import ChatVLLMEngine
     from r3graph.serving.registry import get_engine, running_specs
