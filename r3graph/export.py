@@ -171,6 +171,10 @@ def trajectory_record(
     refs = image_refs or [None] * len(images)  # type: ignore[list-item]
     rounds = [r if isinstance(r, Round) else Round.model_validate(r) for r in result.get("rounds", [])]
     usage = result.get("usage")
+    output = str(result.get("output", rounds[-1].draft if rounds else ""))
+    selected = result.get("selected_round")
+    if selected is None:  # the graph's output schema leaves it out: the latest round with that draft
+        selected = next((r.index for r in reversed(rounds) if r.draft == output), None)
     return TrajectoryRecord(
         model=model,
         pack=pack,
@@ -180,8 +184,8 @@ def trajectory_record(
             images=[_image_ref(img, ref) for img, ref in zip(images, refs, strict=True)],
         ),
         rounds=rounds,
-        output=str(result.get("output", rounds[-1].draft if rounds else "")),
-        selected_round=result.get("selected_round"),
+        output=output,
+        selected_round=selected,
         stop_reason=result.get("stop_reason"),
         usage=usage if isinstance(usage, Usage) else Usage.model_validate(usage or {}),
         ground_truth=_ground_truth(ground_truth),

@@ -48,7 +48,7 @@ async def test_a_record_holds_the_whole_trajectory_and_round_trips(tmp_path: Pat
     assert first is not None and first.strategy == "self_questions"
     assert any(f.consistent is False for f in first.findings) and "(inconsistent)" in first.critique
     assert record.output == record.rounds[1].draft == caption(load_example())
-    assert record.stop_reason == "passed" and record.usage.calls == 10
+    assert record.stop_reason == "passed" and record.usage.calls == 10 and record.selected_round == 1
     assert record.settings["max_rounds"] == 2 and record.settings["reflect"] == "self_questions"
 
     path = tmp_path / "runs.jsonl"
