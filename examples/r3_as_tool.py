@@ -144,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request", default="Please describe example.png carefully.")
     parser.add_argument("--allowed-dir", type=Path, default=ASSETS_DIR, help="the only folder the tool reads")
     parser.add_argument("--engine", action="store_true", help="R3 on the shipped model in an in-process vLLM engine")
+    parser.add_argument("--model", help="model directory for --engine (default: the shipped scenes-vlm)")
     parser.add_argument("--base-url", help="R3 on a running vLLM server instead")
     args = parser.parse_args(argv)
     kind: BackendKind = "server" if args.base_url else "engine" if args.engine else "scripted"
-    backend = make_backend(kind, base_url=args.base_url)
+    backend = make_backend(kind, base_url=args.base_url, model_dir=args.model)
     print("agent LLM: SCRIPTED tool caller (the tiny VLM cannot call tools)")
     print(f"R3 model inside the tool: {backend.label}")
     try:

@@ -67,6 +67,11 @@ def make_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the served graph: one node that runs R3 as a subgraph with the vetted context."""
     backend = backend_from_env()
     print(f"r3graph server graph: {backend.label}, pack {backend.pack}", file=sys.stderr, flush=True)
+    if backend.kind == "engine":
+        # Start vLLM now, while the server loads graphs (in a worker thread): the first request does
+        # not wait ~30 s, a bad model fails the start, and vLLM's synchronous start-up never runs on
+        # the server's event loop (``langgraph dev`` rejects blocking calls there).
+        backend.model.start()  # type: ignore[attr-defined]
     r3 = build_r3_graph(backend.model, pack=backend.pack).compile()  # inherits the server's checkpointer
 
     async def run_r3(state: ServerState, runtime: Runtime[ServerContext]) -> dict[str, Any]:
