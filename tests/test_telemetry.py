@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,3 +138,56 @@ async def test_the_async_hook_and_the_ready_made_clients() -> None:
                                          headers={"x-keep": "1"})).json()
     assert headers["traceparent"].split("-")[2] == f"{span.get_span_context().span_id:016x}"
     assert headers["x-keep"] == "1"
+
+
+class _FakeVLLM(BaseHTTPRequestHandler):
+    """Just enough of vLLM's OpenAI API for one chat call; records each request's headers."""
+
+    headers_seen: ClassVar[list[dict[str, str]]] = []
+
+    def _json(self, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._json({"object": "list", "data": [{"id": "scenes-vlm", "object": "model"}]})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+        self._json({"id": "c1", "object": "chat.completion", "created": 0, "model": "scenes-vlm",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "a small red star ."}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_requests_to_a_vllm_server_carry_the_chat_spans_context(spans) -> None:  # type: ignore[no-untyped-def]
+    from r3graph.backends import make_backend
+
+    _FakeVLLM.headers_seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLLM)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = make_backend("server", base_url=f"http://127.0.0.1:{server.server_address[1]}")
+        assert backend.model_name == "scenes-vlm" and backend.pack == "scenes"
+        graph = build_r3_graph(backend.model, pack=backend.pack).compile()
+        result = await graph.ainvoke({"instruction": "Describe the image.", "images": [EXAMPLE_PNG]},
+                                     context=R3Context(max_rounds=0))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["output"] == "a small red star ."
+    (headers,) = _FakeVLLM.headers_seen
+    _, trace_id, parent_id, _ = headers["traceparent"].split("-")
+    (chat,) = [s for s in spans.get_finished_spans() if s.name == "chat scenes-vlm"]
+    (run,) = [s for s in spans.get_finished_spans() if s.name == "invoke_workflow r3"]
+    # The server's span would be a child of r3graph's chat span, in the run's trace.
+    assert parent_id == f"{chat.context.span_id:016x}"
+    assert trace_id == f"{chat.context.trace_id:032x}" == f"{run.context.trace_id:032x}"
