@@ -89,6 +89,7 @@ class R3Input(TypedDict):
 class R3Output(TypedDict, total=False):
     output: str
     rounds: list[Round]
+    selected_round: int
     stop_reason: StopReason
     usage: Usage
     instruction: str
