@@ -6,11 +6,13 @@ import argparse
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from r3graph import R3Context, Round, build_r3_graph
+from r3graph import R3Context, R3Input, Round, build_r3_graph
+from r3graph.backends import Backend
 from r3graph.export import (
     SCHEMA,
     TrajectoryRecord,
@@ -24,7 +26,7 @@ from r3graph.export import (
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.scenes.assets import EXAMPLE_PNG, load_example
 from r3graph.scenes.language import caption
-from r3graph.scenes.world import generate_scene, render
+from r3graph.scenes.world import Scene, generate_scene, render
 from r3graph.scripted import ScriptedSceneModel
 
 INSTRUCTION = "Describe the image."
@@ -32,7 +34,7 @@ INSTRUCTION = "Describe the image."
 
 async def _record(model: ScriptedSceneModel, image: object = EXAMPLE_PNG, **context: object) -> TrajectoryRecord:
     ctx = R3Context(**context)
-    inputs = {"instruction": INSTRUCTION, "images": [image]}
+    inputs: R3Input = {"instruction": INSTRUCTION, "images": [image]}
     result = await build_r3_graph(model, pack="scenes").compile().ainvoke(inputs, context=ctx)
     return trajectory_record(inputs, result, model=model.model_name, pack="scenes", context=ctx,
                              ground_truth=load_example())
@@ -89,10 +91,12 @@ async def test_pairs_only_where_the_refined_text_scores_better() -> None:
     assert pair.prompt["instruction"] == INSTRUCTION and pair.prompt["images"][0]["sha256"]
 
     steps = list(to_preference_pairs([improved], scene_f1, kind="step"))
-    assert len(steps) == 1 and steps[0].prompt["critique"] == improved.rounds[0].reflection.critique
+    reflection = improved.rounds[0].reflection
+    assert reflection is not None
+    assert len(steps) == 1 and steps[0].prompt["critique"] == reflection.critique
 
 
-def _scene_files(directory: Path, n: int) -> dict[str, object]:
+def _scene_files(directory: Path, n: int) -> dict[str, Scene]:
     """n rendered scenes with ground-truth sidecars, and the scripted model's sha256 -> scene map."""
     rng = random.Random(7)
     scenes = {}
@@ -127,12 +131,12 @@ def test_the_export_command_writes_records_and_pairs(tmp_path: Path, monkeypatch
     assert "SCRIPTED" in capsys.readouterr().err
 
 
-def _scripted_backend(scenes: dict[str, object]):  # type: ignore[no-untyped-def]
+def _scripted_backend(scenes: dict[str, Scene]) -> Callable[..., Backend]:
     from r3graph import backends
 
     real = backends.make_backend
 
-    def make(kind: str, **kwargs: object) -> backends.Backend:
+    def make(kind: str, **kwargs: object) -> Backend:
         backend = real(kind, **kwargs)  # type: ignore[arg-type]
         backend.model.scenes = scenes  # type: ignore[attr-defined]
         return backend

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from r3graph import R3Context, build_r3_graph
@@ -73,7 +74,9 @@ def collector() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
     server.server_close()
 
 
-async def test_a_run_reaches_an_otlp_http_listener(monkeypatch: pytest.MonkeyPatch, collector) -> None:  # type: ignore[no-untyped-def]
+async def test_a_run_reaches_an_otlp_http_listener(
+    monkeypatch: pytest.MonkeyPatch, collector: tuple[str, list[tuple[str, str, bytes]]]
+) -> None:
     endpoint, received = collector
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
@@ -168,7 +171,7 @@ class _FakeVLLM(BaseHTTPRequestHandler):
         pass
 
 
-async def test_requests_to_a_vllm_server_carry_the_chat_spans_context(spans) -> None:  # type: ignore[no-untyped-def]
+async def test_requests_to_a_vllm_server_carry_the_chat_spans_context(spans: InMemorySpanExporter) -> None:
     from r3graph.backends import make_backend
 
     _FakeVLLM.headers_seen = []
