@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--served-model-name", default=None, help="default: the model directory's name")
-    s.add_argument("--max-model-len", type=int, default=2048)
+    s.add_argument("--max-model-len", type=int, default=None, help="default: the model's own limit")
     s.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
 
     r = sub.add_parser("run", help="run Reason -> Reflect -> Refine on an image")

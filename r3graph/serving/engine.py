@@ -87,7 +87,7 @@ class ChatVLLMEngine(BaseChatModel):
 
     model: str = Field(description="HF-format model directory (or name vLLM can load offline)")
     dtype: str = "auto"
-    max_model_len: int = 2048
+    max_model_len: int | None = None  # None: the model's own limit (scenes-vlm: 512)
     enforce_eager: bool = True  # torch.compile costs ~50 s more start-up for little gain here
     block_size: int = 32  # prefix caching only caches full blocks; prompts are ~100-300 tokens
     enable_prefix_caching: bool = True

@@ -33,7 +33,7 @@ class EngineSpec:
 
     model: str
     dtype: str = "auto"
-    max_model_len: int = 2048
+    max_model_len: int | None = None
     enforce_eager: bool = True
     block_size: int = 32
     enable_prefix_caching: bool = True

@@ -58,7 +58,7 @@ class VLLMServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         served_model_name: str | None = None,
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         block_size: int = 32,
         max_images_per_prompt: int = 4,
         dtype: str = "auto",
@@ -108,7 +108,6 @@ class VLLMServer:
             "--host", self.host,
             "--port", str(self.port),
             "--served-model-name", self.served_model_name,
-            "--max-model-len", str(self.max_model_len),
             "--dtype", self.dtype,
             # R3's stages share the image and leading text: cache full blocks of 32 tokens
             # (the CPU default of 128 would leave ~200-token prompts uncached).
@@ -119,6 +118,8 @@ class VLLMServer:
             "--limit-mm-per-prompt", json.dumps({"image": self.max_images_per_prompt}),
             "--disable-uvicorn-access-log",
         ]
+        if self.max_model_len is not None:  # else the model's own limit
+            cmd += ["--max-model-len", str(self.max_model_len)]
         if self.enforce_eager:
             cmd.append("--enforce-eager")
         if self.compact_json:
