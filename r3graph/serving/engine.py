@@ -27,6 +27,10 @@ from r3graph.serving.registry import EngineSpec, aget_engine, get_engine, shutdo
 from r3graph.serving.structured import structured_runnable
 
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+# vLLM-only sampling options passed through as given (the same names vLLM's server accepts in
+# extra_body), so code can move between the engine and the server unchanged.
+_VLLM_SAMPLING_KEYS = ("top_k", "min_p", "min_tokens", "ignore_eos", "repetition_penalty",
+                       "presence_penalty", "frequency_penalty", "stop_token_ids")
 
 
 @dataclass
@@ -152,6 +156,7 @@ class ChatVLLMEngine(BaseChatModel):
             kwargs["max_tokens"] = kwargs.pop("max_completion_tokens")
         params = {k: getattr(self, k) for k in _SAMPLING_KEYS}
         params.update({k: kwargs.pop(k) for k in _SAMPLING_KEYS if k in kwargs})
+        extra = {k: kwargs.pop(k) for k in _VLLM_SAMPLING_KEYS if k in kwargs}
         if stop is not None:
             params["stop"] = stop
         structured = _structured_params(kwargs)
@@ -163,6 +168,7 @@ class ChatVLLMEngine(BaseChatModel):
             structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
             **params,
+            **extra,
         )
 
     async def _outputs(
