@@ -34,7 +34,7 @@ from r3graph.evaluation.report import markdown, plot, summarise, write_jsonl
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main_async(args: argparse.Namespace) -> None:
+async def main_async(args: argparse.Namespace) -> tuple:  # type: ignore[type-arg]
     started = time.perf_counter()
     kind = "server" if args.base_url else "engine"
     backend = make_backend(kind, base_url=args.base_url, model_dir=args.model_dir, served_model=args.model,
@@ -61,7 +61,15 @@ async def main_async(args: argparse.Namespace) -> None:
         "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
-    out = Path(args.out)
+    if kind == "engine":
+        from r3graph.serving import ashutdown_engines
+
+        await ashutdown_engines()
+    return rows, meta, vqa, reflect, records, conditions
+
+
+def write_results(out: Path, results: tuple) -> None:  # type: ignore[type-arg]
+    rows, meta, vqa, reflect, records, conditions = results
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.md").write_text(markdown(rows, meta, vqa, reflect))
     (out / "quality.json").write_text(json.dumps({"meta": meta, "rows": rows, "vqa": vqa, "reflect": reflect},
@@ -69,10 +77,6 @@ async def main_async(args: argparse.Namespace) -> None:
     write_jsonl(records, out / "quality.jsonl")
     plot(rows, conditions, out / "quality.png")
     print((out / "quality.md").read_text())
-    if kind == "engine":
-        from r3graph.serving import ashutdown_engines
-
-        await ashutdown_engines()
 
 
 def main() -> None:
@@ -90,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.scenes is None:
         args.scenes = 60 if args.quick else 300
-    asyncio.run(main_async(args))
+    write_results(Path(args.out), asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":
