@@ -117,10 +117,13 @@ def stage_median(rec: Recorder, node: str) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+ENGINE_KW: dict[str, Any] = {}
+
+
 async def with_engine(model_dir: str, **kw: Any) -> Any:
     from r3graph.serving import ChatVLLMEngine
 
-    return await ChatVLLMEngine(model=model_dir, **kw).astart()
+    return await ChatVLLMEngine(model=model_dir, **{**ENGINE_KW, **kw}).astart()
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -135,6 +138,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     r["cache_share"], r["cached_tokens"], r["reflect_refine_prompt_tokens"] = cache_share(rec)
     r["calls_per_r3_run"] = len(rec.calls) / n
     r["refine_call_s"] = stage_median(rec, "refine")
+    for node in sorted({c.node for c in rec.calls}):  # where an R3 run's time goes
+        r[f"stage_{node}_call_s"] = stage_median(rec, node)
+        r[f"stage_{node}_calls_per_run"] = sum(c.node == node for c in rec.calls) / n
     r["r3_sequential_checks_s"] = await b.median(n, concurrent_checks=False, **R3)
     r["concurrent_over_sequential"] = r["r3_s"] / r["r3_sequential_checks_s"]
     r["r3_16_concurrent_s"] = await b.concurrent(16, **R3)
@@ -182,6 +188,8 @@ ROWS = [
 def table(r: dict[str, Any]) -> str:
     lines = ["| measure | value | target |", "| --- | --- | --- |"]
     lines += [f"| {label} | {fmt.format(r[key])} | {target} |" for label, key, fmt, target in ROWS if key in r]
+    lines += [f"| {k.removeprefix('stage_').replace('_', ' ')} | {v:.3f} |  |"
+              for k, v in r.items() if k.startswith("stage_")]
     return "\n".join(lines)
 
 
@@ -195,13 +203,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-cache-off", dest="cache_off", action="store_false")
     ap.add_argument("--no-spec", dest="spec", action="store_false")
+    ap.add_argument("--compile", action="store_true", help="torch.compile (enforce_eager=False)")
     args = ap.parse_args()
+    if args.compile:
+        ENGINE_KW["enforce_eager"] = False
     args.pack = args.pack or ("scenes" if "scenes" in Path(args.model).name else "default")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     apply_vllm_env_defaults()
     r = asyncio.run(main_async(args))
     head = (f"model `{Path(args.model).name}`, pack `{args.pack}`, {args.repeats} repeats, "
-            f"{platform.machine()} {os.cpu_count()} CPUs, vLLM in-process engine (block 32), "
+            f"{platform.machine()} {os.cpu_count()} CPUs, vLLM in-process engine (block 32, "
+            f"{'torch.compile' if args.compile else 'eager'}), "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
     out = f"# R3 latency\n\n{head}\n\n{table(r)}\n"
     print(out)
