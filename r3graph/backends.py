@@ -65,11 +65,8 @@ def make_backend(
         if not base_url:
             raise ValueError("the server backend needs a base URL (--base-url or R3GRAPH_BASE_URL)")
         from r3graph.serving.client import chat_model_for_server
-        from r3graph.serving.propagation import traced_http_clients
 
-        sync_client, async_client = traced_http_clients(base_url)
-        chat = chat_model_for_server(base_url, served_model, http_client=sync_client,
-                                     http_async_client=async_client)
+        chat = chat_model_for_server(base_url, served_model)  # propagates traceparent itself
         name = str(chat.model_name)
         return Backend(chat, "server", _pack_for(name, pack), name, f"vLLM server {base_url} serving {name}")
     if kind == "engine":

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from r3graph.export_cli import add_export_parser, run_export
 from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
 
 
@@ -64,22 +65,15 @@ def _cmd_serve(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 
 # -- run -----------------------------------------------------------------------------------------
-def _model_for(args: argparse.Namespace) -> Any:
-    if args.base_url:
-        from r3graph.serving.client import chat_model_for_server
+def _backend_for(args: argparse.Namespace) -> Any:
+    from r3graph.backends import make_backend
 
-        return chat_model_for_server(args.base_url)
-    from r3graph.serving.engine import ChatVLLMEngine
-
-    return ChatVLLMEngine(model=_check_model_dir(args.model))
-
-
-def _default_pack(args: argparse.Namespace) -> str:
-    if args.pack:
-        return str(args.pack)
-    # The shipped scenes-vlm was trained on the scenes pack's templates; anything else gets default.
-    shipped = not args.base_url and Path(args.model).resolve() == SHIPPED_MODEL_DIR.resolve()
-    return "scenes" if shipped or "scenes" in Path(args.model).name else "default"
+    try:
+        if args.base_url:
+            return make_backend("server", base_url=args.base_url, pack=args.pack)
+        return make_backend("engine", model_dir=args.model, pack=args.pack)
+    except (FileNotFoundError, ValueError) as exc:
+        sys.exit(f"r3graph: {exc}. Pass --model DIR (an HF-format model directory) or --base-url URL.")
 
 
 def _plain(value: Any) -> Any:
@@ -100,11 +94,12 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{head}: {item}{event.get('text', '')}"
 
 
-async def _run_graph(args: argparse.Namespace, model: Any, show: Any) -> tuple[dict[str, Any], float]:
+async def _run_graph(args: argparse.Namespace, backend: Any, show: Any) -> tuple[dict[str, Any], float]:
     from r3graph import R3Context, build_r3_graph
 
-    graph = build_r3_graph(model, pack=_default_pack(args)).compile()
-    ctx = R3Context(max_rounds=args.max_rounds, reflect=args.reflect)
+    model = backend.model
+    graph = build_r3_graph(model, pack=backend.pack).compile()
+    ctx = R3Context(max_rounds=args.max_rounds, reflect=args.reflect, select=args.select)
     inputs: Any = {"instruction": args.instruction, "images": list(args.image)}
     final: Any = {}
     if hasattr(model, "astart"):
@@ -144,10 +139,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(_event_line(event), style=colours.get(str(event.get("stage")), "white"),
                           markup=False)
 
-    model = _model_for(args)
+    from r3graph.telemetry import configure_tracing
+
+    backend = _backend_for(args)
+    tracing = configure_tracing(args.trace)
     try:
-        final, elapsed = asyncio.run(_run_graph(args, model, show))
+        final, elapsed = asyncio.run(_run_graph(args, backend, show))
     finally:
+        tracing()
         from r3graph.serving.registry import shutdown_engines
 
         shutdown_engines()
@@ -187,11 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-rounds", type=int, default=1)
     r.add_argument("--reflect", default="self_questions",
                    help="self_questions | judge | multi_step | none")
+    r.add_argument("--select", choices=["last", "best"], default="last",
+                   help="best keeps the best-judged round, so refine cannot make the answer worse")
     r.add_argument("--pack", default=None, help="prompt pack (default: scenes for scenes-vlm, else default)")
     r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
     r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
     r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")
     r.add_argument("--verbose", action="store_true", help="keep vLLM's INFO logs")
+    r.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
+                   help="export spans: otlp reads the standard OTEL_EXPORTER_OTLP_* variables")
+
+    add_export_parser(sub)
     return ap
 
 
@@ -202,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_serve(args, passthrough)
     if passthrough:
         sys.exit("r3graph: `--` passthrough flags are only for `serve`")
+    if args.command == "export":
+        return run_export(args)
     return _cmd_run(args)
 
 

@@ -1,14 +1,32 @@
-"""Test-wide set-up: an in-memory OpenTelemetry exporter (the SDK belongs to tests, not the library)."""
+"""Test-wide set-up: an in-memory OpenTelemetry exporter (the SDK belongs to tests, not the library), and
+one vLLM engine and one server per session for every test directory.
+
+The machine runs one vLLM instance at a time (CPU and memory), so engine tests run before server tests
+(see ``pytest_collection_modifyitems``) and the server fixture stops the engine first. With
+``r3graph/models/scenes-vlm`` absent, a tiny random-weight Idefics3 is built.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults, project_cache_dir
+from tests.helpers import REPO
+
+apply_vllm_env_defaults()
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# Tests that change what is running go last in their group.
+_LAST = {"test_shutdown_leaves_no_child_process", "test_stop_leaves_nothing_running"}
 
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
@@ -21,3 +39,42 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def key(item: pytest.Item) -> tuple[int, int]:
+        group = 1 if item.get_closest_marker("engine") else 2 if item.get_closest_marker("server") else 0
+        return group, int(getattr(item, "originalname", item.name) in _LAST)
+
+    items.sort(key=key)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> str:
+    if (SHIPPED_MODEL_DIR / "config.json").is_file():
+        return str(SHIPPED_MODEL_DIR)
+    cache = project_cache_dir() or Path.home() / ".cache" / "r3graph"
+    tiny = cache / "tiny-idefics3"
+    if not (tiny / "config.json").is_file():
+        subprocess.run([sys.executable, str(REPO / "scripts" / "build_tiny_idefics3.py"), str(tiny)],
+                       check=True)
+    return str(tiny)
+
+
+@pytest.fixture(scope="session")
+def engine(model_dir: str) -> Iterator[object]:
+    from r3graph.serving import ChatVLLMEngine, shutdown_engines
+
+    model = ChatVLLMEngine(model=model_dir, max_tokens=24).start()
+    yield model
+    shutdown_engines()
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: str) -> Iterator[object]:
+    from r3graph.serving import VLLMServer, shutdown_engines
+
+    shutdown_engines()  # one vLLM instance at a time on this machine
+    srv = VLLMServer(model_dir, startup_timeout=400).start()
+    yield srv
+    srv.stop()

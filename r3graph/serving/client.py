@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 import httpx
 from langchain_openai import ChatOpenAI
 
+from r3graph.serving.propagation import traced_http_clients
+
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -43,7 +45,8 @@ def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any
       ``usage_metadata["input_token_details"]["cache_read"]``.
     - Structured output: ``.with_structured_output(Schema, method="json_schema")`` sends an
       OpenAI ``json_schema`` response_format, which vLLM turns into constrained decoding.
-    - Loopback servers are reached without proxies (``trust_env=False``).
+    - Loopback servers are reached without proxies (``trust_env=False``), and requests carry the
+      trace context (``traceparent``).
     """
     url = normalize_base_url(base_url)
     params: dict[str, Any] = {
@@ -57,8 +60,9 @@ def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any
         "max_retries": 1,
         "timeout": 120.0,
     }
-    if _is_loopback(url) and "http_client" not in kwargs:
-        params["http_client"] = httpx.Client(trust_env=False)
-        params["http_async_client"] = httpx.AsyncClient(trust_env=False)
+    if "http_client" not in kwargs and "http_async_client" not in kwargs:
+        # Every request carries the current trace context (traceparent), so a vLLM server started
+        # with --otlp-traces-endpoint puts its spans under r3graph's chat spans.
+        params["http_client"], params["http_async_client"] = traced_http_clients(url)
     params.update(kwargs)
     return ChatOpenAI(**params)

@@ -12,7 +12,7 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
-from tests.serving.conftest import png_data_url, vllm_children
+from tests.helpers import png_data_url, vllm_children
 
 pytestmark = pytest.mark.engine
 

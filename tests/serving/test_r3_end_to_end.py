@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serving.conftest import EXAMPLE_IMAGE
+from tests.helpers import EXAMPLE_IMAGE
 
 
 async def _run(model, pack: str) -> dict:

@@ -16,7 +16,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
-from tests.serving.conftest import EXAMPLE_IMAGE, png_data_url
+from tests.helpers import EXAMPLE_IMAGE, png_data_url
 
 pytestmark = pytest.mark.server
 

@@ -13,7 +13,7 @@ from r3graph.cli import _split_passthrough, build_parser
 from r3graph.serving.client import normalize_base_url
 from r3graph.serving.messages import UnsupportedContentError, count_images, to_vllm_conversation
 from r3graph.serving.server import VLLMServer
-from tests.serving.conftest import EXAMPLE_IMAGE, png_data_url
+from tests.helpers import EXAMPLE_IMAGE, png_data_url
 
 
 def test_importing_r3graph_does_not_import_vllm() -> None:

@@ -1,0 +1,39 @@
+"""Helpers shared by the tests that run the real vLLM engine or server."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import psutil
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_IMAGE = REPO / "r3graph" / "scenes" / "assets" / "example.png"
+
+
+def png_data_url(colour: tuple[int, int, int], size: int = 64) -> str:
+    buf = io.BytesIO()
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    img.paste(Image.new("RGB", (size // 2, size // 2), colour), (size // 4, size // 4))
+    img.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def vllm_children() -> list[psutil.Process]:
+    """Live descendants of this process that belong to vLLM (zombies hold nothing)."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(p.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        # multiprocessing's resource_tracker lives until we exit; it is not vLLM's.
+        if "resource_tracker" not in cmd:
+            out.append(p)
+    return out
+
+
