@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class PromptPack(BaseModel):
         values.setdefault("sentinel", self.sentinel)
         return template.format_map({k: values.get(k, "") for k in STAGE_FIELDS[stage]})
 
-    def render_findings(self, findings: list[tuple[str, str, bool | None]]) -> str:
+    def render_findings(self, findings: Sequence[tuple[str, str, bool | None]]) -> str:
         """One line per (question or claim, answer, consistent?) triple."""
         lines = []
         for question, answer, consistent in findings:
