@@ -40,6 +40,8 @@ async def main_async(args: argparse.Namespace) -> tuple:  # type: ignore[type-ar
     backend = make_backend(kind, base_url=args.base_url, model_dir=args.model_dir, served_model=args.model,
                            pack=args.pack)
     log(f"backend: {backend.label}; pack {backend.pack}")
+    if hasattr(backend.model, "astart"):
+        await backend.model.astart()  # engine start-up (~30 s on CPU) is not part of any condition's time
     cases = held_out_cases(args.scenes, seed=args.seed, image_size=args.image_size)
     conditions = default_conditions(args.quick)
     records, wall = {}, {}
