@@ -109,6 +109,15 @@ async def answer_checks(request: ReflectRequest, stage: str, field: str, items: 
     return [by_index[i] for i in range(len(items))]
 
 
+async def check_items(request: ReflectRequest, stage: str, field: str, items: list[str]) -> list[Finding]:
+    """Answer each question/claim against the image; a "yes" means the draft's statement holds."""
+    answers = await answer_checks(request, stage, field, items)
+    return [
+        Finding(question=item, answer=answer, consistent=request.pack.is_yes(answer))
+        for item, answer in zip(items, answers, strict=True)
+    ]
+
+
 def findings_reflection(strategy: str, request: ReflectRequest, findings: list[Finding], raw: str | None) -> Reflection:
     """Verdict, score and critique from checked findings: pass only when every check agrees."""
     checked = [f for f in findings if f.consistent is not None]

@@ -6,9 +6,9 @@ claims themselves as the critique."""
 
 from __future__ import annotations
 
-from r3graph.reflect.base import ReflectRequest, answer_checks, findings_reflection, recheck_inconsistent
+from r3graph.reflect.base import ReflectRequest, check_items, findings_reflection, recheck_inconsistent
 from r3graph.reflect.parsing import parse_lines
-from r3graph.state import Finding, Reflection
+from r3graph.state import Reflection
 
 
 class MultiStep:
@@ -24,11 +24,7 @@ class MultiStep:
         prompt = request.pack.render("claims", instruction=request.instruction, draft=request.draft)
         listed = await request.caller.call("claims", prompt)
         claims = parse_lines(listed.text, limit=limit)
-        answers = await answer_checks(request, "verify", "claim", claims)
-        findings = [
-            Finding(question=c, answer=a, consistent=request.pack.is_yes(a))
-            for c, a in zip(claims, answers, strict=True)
-        ]
+        findings = await check_items(request, "verify", "claim", claims)
         reflection = findings_reflection(self.name, request, findings, raw=listed.text)
         if reflection.verdict == "pass" or request.pack.summarise is None:
             return reflection

@@ -3,9 +3,9 @@ answers each against the image, and any "no" is a finding refine must fix."""
 
 from __future__ import annotations
 
-from r3graph.reflect.base import ReflectRequest, answer_checks, findings_reflection, recheck_inconsistent
+from r3graph.reflect.base import ReflectRequest, check_items, findings_reflection, recheck_inconsistent
 from r3graph.reflect.parsing import parse_lines
-from r3graph.state import Finding, Reflection
+from r3graph.state import Reflection
 
 
 class SelfQuestions:
@@ -22,9 +22,5 @@ class SelfQuestions:
         prompt = request.pack.render("questions", instruction=request.instruction, draft=request.draft, k=k)
         asked = await request.caller.call("questions", prompt)
         questions = parse_lines(asked.text, limit=k)
-        answers = await answer_checks(request, "answer", "question", questions)
-        findings = [
-            Finding(question=q, answer=a, consistent=request.pack.is_yes(a))
-            for q, a in zip(questions, answers, strict=True)
-        ]
+        findings = await check_items(request, "answer", "question", questions)
         return findings_reflection(self.name, request, findings, raw=asked.text)
