@@ -47,6 +47,8 @@ def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any
       OpenAI ``json_schema`` response_format, which vLLM turns into constrained decoding.
     - Loopback servers are reached without proxies (``trust_env=False``), and requests carry the
       trace context (``traceparent``).
+    - ``max_retries=0``: the R3 graph's RetryPolicy retries transient failures; client retries on
+      top of it would multiply the attempts (3 graph attempts x 2 client attempts = 6 requests).
     """
     url = normalize_base_url(base_url)
     params: dict[str, Any] = {
@@ -57,7 +59,7 @@ def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any
         "use_responses_api": False,
         "temperature": 0.0,
         "max_tokens": 512,
-        "max_retries": 1,
+        "max_retries": 0,  # the graph's RetryPolicy retries (see above)
         "timeout": 120.0,
     }
     if "http_client" not in kwargs and "http_async_client" not in kwargs:
