@@ -8,6 +8,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from r3graph.errors import R3ModelError
 from r3graph.nodes.common import R3Deps, stage
 from r3graph.state import R3State, Round
 
@@ -24,5 +25,7 @@ class ReasonNode:
             caller = self.deps.caller(state, context, config)
             prompt = caller.pack.render("reason", instruction=state["instruction"])
             result = await caller.call("reason", prompt)
+            if not result.text:
+                raise R3ModelError("reason: the model returned an empty draft", transient=False, stage="reason")
         get_stream_writer()({"stage": "reason", "round": 0, "text": result.text})
         return {"rounds": [Round(index=0, draft=result.text)], "reflect_pass": 0, "usage": caller.usage}

@@ -9,6 +9,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from r3graph.errors import R3ModelError
 from r3graph.nodes.common import R3Deps, stage
 from r3graph.state import R3State, Round
 
@@ -35,6 +36,8 @@ class RefineNode:
             else:
                 prompt = caller.pack.render("refine_blind", instruction=state["instruction"], draft=previous.draft)
                 result = await caller.call("refine_blind", prompt)
+            if not result.text:  # an empty rewrite must not replace the draft (the error carries it)
+                raise R3ModelError("refine: the model returned an empty draft", transient=False, stage="refine")
         rounds.append(Round(index=index, draft=result.text))
         get_stream_writer()({"stage": "refine", "round": index, "text": result.text})
         return {"rounds": rounds, "reflect_pass": 0, "usage": caller.usage}
