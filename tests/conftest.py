@@ -27,6 +27,8 @@ apply_vllm_env_defaults()
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 # Tests that change what is running go last in their group.
 _LAST = {"test_shutdown_leaves_no_child_process", "test_stop_leaves_nothing_running"}
+# Server tests that stop the session server and start (and kill) their own: after every other server test.
+_AFTER_SERVER = {"test_a_server_killed_mid_run_fails_typed_with_the_draft"}
 
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
@@ -43,8 +45,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def key(item: pytest.Item) -> tuple[int, int]:
+        name = getattr(item, "originalname", item.name)
         group = 1 if item.get_closest_marker("engine") else 2 if item.get_closest_marker("server") else 0
-        return group, int(getattr(item, "originalname", item.name) in _LAST)
+        return group + int(name in _AFTER_SERVER), int(name in _LAST)
 
     items.sort(key=key)
 
