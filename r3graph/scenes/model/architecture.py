@@ -20,9 +20,7 @@ from transformers import (
 from r3graph.scenes.model.tokenizer import CHAT_TEMPLATE, IMAGE
 
 IMAGE_SIZE = 64
-PATCH_SIZE = 8
-SCALE_FACTOR = 2
-IMAGE_SEQ_LEN = (IMAGE_SIZE // PATCH_SIZE) ** 2 // SCALE_FACTOR**2  # 16
+IMAGE_SEQ_LEN = 16  # image tokens per image, fixed: (IMAGE_SIZE // patch) ** 2 // scale_factor ** 2
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,8 @@ class ModelSize:
     vision_layers: int = 3
     vision_heads: int = 4
     vision_ffn: int = 384
+    patch_size: int = 8  # 8 with scale 2, or 4 with scale 4: both give 16 image tokens
+    scale_factor: int = 2
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0) -> Idefics3ForConditionalGeneration:
@@ -62,16 +62,17 @@ def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(
         "num_hidden_layers": size.vision_layers,
         "num_attention_heads": size.vision_heads,
         "image_size": IMAGE_SIZE,
-        "patch_size": PATCH_SIZE,
+        "patch_size": size.patch_size,
     }
     config = Idefics3Config(
         text_config=text_config,
         vision_config=vision_config,
-        scale_factor=SCALE_FACTOR,
+        scale_factor=size.scale_factor,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
     )
+    assert (IMAGE_SIZE // size.patch_size) ** 2 // size.scale_factor**2 == IMAGE_SEQ_LEN
     model = Idefics3ForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--self-draft-scenes", type=int, default=768)
     ap.add_argument("--max-minutes", type=float, default=28.0, help="stop early (and say so) past this")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--patch", type=int, default=8, choices=(4, 8), 
+                    help="vision patch size; the pixel-shuffle scale (2 or 4) keeps 16 image tokens")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -91,7 +93,7 @@ def main() -> None:
     tok = train_tokenizer(corpus_texts(scenes[:3000], random.Random(args.seed + 1)), args.vocab)
     processor = build_processor(tok)
     check_matches_processor(processor, render(scenes[0]), "Caption the image.")
-    model = build_model(tok, ModelSize(), seed=args.seed)
+    model = build_model(tok, ModelSize(patch_size=args.patch, scale_factor=2 if args.patch == 8 else 4), seed=args.seed)
     print(f"vocab {len(tok)}, params {count_parameters(model):,}, setup {time.time() - t0:.1f}s", flush=True)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
