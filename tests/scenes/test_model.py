@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
-import torch  # noqa: E402
+import torch
 
-from r3graph.prompts.pack import STAGE_FIELDS, load_pack  # noqa: E402
+from r3graph.prompts.pack import STAGE_FIELDS, load_pack
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "r3graph" / "models" / "scenes-vlm"
 HELD_OUT_SEED = 12345

@@ -38,7 +38,9 @@ class ModelSize:
     scale_factor: int = 2
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0) -> Idefics3ForConditionalGeneration:
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, size: ModelSize = ModelSize(), seed: int = 0
+) -> Idefics3ForConditionalGeneration:
     torch.manual_seed(seed)
     text_config = {
         "model_type": "llama",
@@ -108,7 +110,9 @@ def save_bundle(model: Idefics3ForConditionalGeneration, processor: Idefics3Proc
     processor.tokenizer.save_pretrained(out)  # the tokenizer config carries the chat template too
 
 
-def load_bundle(path: str, dtype: torch.dtype = torch.float32) -> tuple[Idefics3ForConditionalGeneration, Idefics3Processor]:
+def load_bundle(
+    path: str, dtype: torch.dtype = torch.float32
+) -> tuple[Idefics3ForConditionalGeneration, Idefics3Processor]:
     model = Idefics3ForConditionalGeneration.from_pretrained(path, dtype=dtype)
     model.eval()
     processor = Idefics3Processor.from_pretrained(path)

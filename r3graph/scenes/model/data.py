@@ -73,7 +73,7 @@ def claims_of(draft: str) -> list[tuple[str, str]]:
     parsed = parse_caption(draft)
     qs = yes_no_questions_for_caption(draft)
     out: list[tuple[str, str]] = []
-    for obj, q in zip(parsed.objects, qs, strict=False):
+    for q in qs[: len(parsed.objects)]:
         words = q.removesuffix("?").split(" ", 2)  # "is there a ..." / "are there two ..."
         out.append((f"there {words[0]} {words[2]}", q))
     for rel, q in zip(parsed.relations, qs[len(parsed.objects) :], strict=False):

@@ -94,9 +94,11 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
         "decision_accuracy": sum(se == w for se, w in zip(says_edit, wrong, strict=True)) / n,
         "json_valid": sum(bool(e) for e in judged) / n,
         "edit_recall": sum(se for se, w in zip(says_edit, wrong, strict=True) if w) / n_wrong,
-        "sentinel_on_correct": sum(not se for se, w in zip(says_edit, wrong, strict=True) if not w) / max(n - sum(wrong), 1),
+        "sentinel_on_correct": sum(not se for se, w in zip(says_edit, wrong, strict=True) if not w)
+        / max(n - sum(wrong), 1),
         "edit_exact": sum(j == r for j, r, w in zip(judged, ref_edits, wrong, strict=True) if w) / n_wrong,
-        "judge_edit_then_refine_fixes": _em(via_edit, [scenes[i] for i in range(n) if wrong[i] and says_edit[i]]) * len(via_edit) / n_wrong,
+        "judge_edit_then_refine_fixes": _em(via_edit, [scenes[i] for i in range(n) if wrong[i] and says_edit[i]])
+        * len(via_edit) / n_wrong,
         "n_wrong": sum(wrong), "n_correct": n - sum(wrong),
     }
     wrong_scenes = [scenes[i] for i in wrong_idx]
@@ -134,11 +136,13 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
 def _card_block(r: dict, minutes: float) -> str:
     c, v, j, w, lp = r["caption"], r["vqa"], r["judge"], r["rewrite"], r["loop_self_questions"]
     lines = [
-        f"Held-out: {r['n_scenes']} scenes from seed {r['held_out_seed']} (greedy, transformers; eval {minutes:.1f} min).",
+        f"Held-out: {r['n_scenes']} scenes from seed {r['held_out_seed']} "
+        f"(greedy, transformers; eval {minutes:.1f} min).",
         "",
         "| skill | metric | score |", "| --- | --- | --- |",
         f"| reason | caption F1 / exact match | {c['f1']:.3f} / {c['exact_match']:.3f} |",
-        f"| reason | relation accuracy / hallucination rate | {c['relation_accuracy']:.3f} / {c['hallucination_rate']:.3f} |",
+        f"| reason | relation accuracy / hallucination rate | {c['relation_accuracy']:.3f} / "
+        f"{c['hallucination_rate']:.3f} |",
     ]
     lines += [f"| answer | VQA {f} (n={v['n'][f]}) | {v[f]:.3f} |" for f in v["n"]]
     lines += [
@@ -150,7 +154,8 @@ def _card_block(r: dict, minutes: float) -> str:
         f"| refine | exact match with the true edit | {w['with_true_edit']:.3f} |",
         f"| refine_blind | exact match (no findings) | {w['blind']:.3f} |",
         f"| refine | keeps a correct draft correct | {w['keeps_correct_draft']:.3f} |",
-        f"| loop | self_questions pass, caption EM before -> after | {lp['caption_exact_before']:.3f} -> {lp['caption_exact_after']:.3f} |",
+        f"| loop | self_questions pass, caption EM before -> after | {lp['caption_exact_before']:.3f} -> "
+        f"{lp['caption_exact_after']:.3f} |",
         f"| loop | its own answers to its own questions correct | {lp['self_answer_accuracy']:.3f} |",
     ]
     return "\n".join(lines)

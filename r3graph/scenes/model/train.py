@@ -18,12 +18,11 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
+from r3graph.scenes.metrics import aggregate, score_caption
 from r3graph.scenes.model.architecture import ModelSize, build_model, build_processor, count_parameters, save_bundle
 from r3graph.scenes.model.data import Example, corpus_texts, sample_examples
 from r3graph.scenes.model.infer import check_matches_processor, generate, images_to_uint8, pixel_values, prompt_text
 from r3graph.scenes.model.tokenizer import train_tokenizer
-from r3graph.scenes.language import caption
-from r3graph.scenes.metrics import aggregate, score_caption
 from r3graph.scenes.world import generate_scenes, render
 
 VALIDATION_SEED = 999  # for decisions while developing; the held-out evaluation seed is 12345
@@ -79,7 +78,7 @@ def main() -> None:
     ap.add_argument("--self-draft-scenes", type=int, default=768)
     ap.add_argument("--max-minutes", type=float, default=28.0, help="stop early (and say so) past this")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--patch", type=int, default=8, choices=(4, 8), 
+    ap.add_argument("--patch", type=int, default=8, choices=(4, 8),
                     help="vision patch size; the pixel-shuffle scale (2 or 4) keeps 16 image tokens")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
