@@ -129,7 +129,8 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
         "self_answer_accuracy": q_right / max(len(flat), 1),
     }
     del out["rewrite"]["draft_exact_before"]
-    out["examples"] = [{"truth": caption(scenes[i]), "caption": captions[i], "refined": refined[i]} for i in range(5)]
+    out["examples"] = [{"truth": caption(scenes[i]), "caption": captions[i], "refined": refined[i]}
+                      for i in range(min(5, n))]
     return out
 
 
