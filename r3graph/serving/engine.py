@@ -180,7 +180,10 @@ class ChatVLLMEngine(BaseChatModel):
         sampling = self._sampling_params(stop, kwargs, delta)
         conversation: list[Any] = to_vllm_conversation(messages)  # vLLM types it as OpenAI params
         # The model's own chat template, applied by vLLM's renderer (image placeholders included).
-        _, (prompt,) = await engine.renderer.render_chat_async([conversation], ChatParams())
+        # The renderer does not add the assistant turn's opening by default (LLM.chat and the
+        # OpenAI server do): without it the model continues the user's turn instead of answering.
+        params = ChatParams(chat_template_kwargs={"add_generation_prompt": True})
+        _, (prompt,) = await engine.renderer.render_chat_async([conversation], params)
         async for out in engine.generate(prompt, sampling, f"r3-{uuid.uuid4().hex}"):
             yield out
 
