@@ -5,7 +5,7 @@ vs the ablation "refine without reflect", on held-out scenes, with paired bootst
     .venv/bin/python bench/quality.py                    # 300 scenes, every condition
     .venv/bin/python bench/quality.py --base-url http://127.0.0.1:8000/v1 --model NAME --pack default
 
-Writes bench/results/quality.md, quality.png, quality.jsonl (every run's trajectory) and quality.json.
+Writes bench/results/quality.md, quality.png, quality.jsonl.gz (every run's trajectory) and quality.json.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def write_results(out: Path, results: tuple) -> None:  # type: ignore[type-arg]
     (out / "quality.md").write_text(markdown(rows, meta, vqa, reflect))
     (out / "quality.json").write_text(json.dumps({"meta": meta, "rows": rows, "vqa": vqa, "reflect": reflect},
                                                  indent=2, default=str) + "\n")
-    write_jsonl(records, out / "quality.jsonl")
+    write_jsonl(records, out / "quality.jsonl.gz")
     plot(rows, conditions, out / "quality.png")
     print((out / "quality.md").read_text())
 

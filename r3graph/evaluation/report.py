@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Sequence
@@ -116,7 +117,9 @@ def plot(rows: list[dict[str, Any]], conditions: Sequence[Condition], path: Path
 
 
 def write_jsonl(records: dict[str, list[RunRecord]], path: Path) -> None:
-    with path.open("w") as handle:
+    """One JSON line per run; gzip-compressed when the name ends in .gz (a full run is ~7 MB raw)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt") as handle:
         for runs in records.values():
             for record in runs:
                 handle.write(json.dumps(record.model_dump(mode="json")) + "\n")
