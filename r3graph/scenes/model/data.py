@@ -114,9 +114,9 @@ def make_example(skill: str, idx: int, scene: Scene, rng: random.Random, model_d
         q_text = rng.choice(yes_no_questions_for_caption(draft_for(scene, rng, model_draft, 0.5)))
         return Example(skill, idx, PACK.render("answer", question=q_text), answer_yes_no(q_text, scene))
     if skill == "verify":
-        claim, q = rng.choice(claims_of(draft_for(scene, rng, model_draft, 0.5)))
-        shown = q if rng.random() < 0.3 else claim  # the second reflect pass re-asks questions
-        return Example(skill, idx, PACK.render("verify", claim=shown), answer_yes_no(q, scene))
+        claim, question = rng.choice(claims_of(draft_for(scene, rng, model_draft, 0.5)))
+        shown = question if rng.random() < 0.3 else claim  # the second reflect pass re-asks questions
+        return Example(skill, idx, PACK.render("verify", claim=shown), answer_yes_no(question, scene))
     draft = draft_for(scene, rng, model_draft)
     if skill == "questions":
         k = _k(rng)

@@ -112,13 +112,13 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
 
     # One self_questions R3 pass, every stage by the model: reason -> questions -> answer -> refine.
     qlists = [t.splitlines() for t in run([(i, pack.render("questions", draft=captions[i], k=3)) for i in range(n)])]
-    flat = [(i, q) for i in range(n) for q in qlists[i] if q.strip()]
-    ans = run([(i, pack.render("answer", question=q)) for i, q in flat], max_new=6)
+    flat = [(i, text) for i in range(n) for text in qlists[i] if text.strip()]
+    ans = run([(i, pack.render("answer", question=text)) for i, text in flat], max_new=6)
     findings: dict[int, list[tuple[str, str, bool]]] = defaultdict(list)
     q_right = 0
-    for (i, q), a in zip(flat, ans, strict=True):
-        findings[i].append((q, a, pack.is_yes(a)))
-        q_right += (a.strip().split(" ")[0] == answer_yes_no(q, scenes[i]))
+    for (i, text), a in zip(flat, ans, strict=True):
+        findings[i].append((text, a, pack.is_yes(a)))
+        q_right += (a.strip().split(" ")[0] == answer_yes_no(text, scenes[i]))
     refined = run([(i, pack.render("refine", draft=captions[i], findings=pack.render_findings(findings[i])))
                    for i in range(n)])
     out["loop_self_questions"] = {
