@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
 
 from r3graph import R3Context, Reflection, ReflectRequest, build_r3_graph
@@ -174,4 +173,3 @@ async def test_message_flow_renders_the_pack_templates() -> None:
     assert "- Is the square blue? -> no (inconsistent)" in refine_prompt
     assert "- Is there a square? -> yes (consistent)" in refine_prompt
     assert isinstance(model.calls[0]["messages"][-1].content, list)
-    assert AIMessage  # imported for type clarity in helpers
