@@ -67,7 +67,9 @@ class R3Context(BaseModel):
         default="last", description="'best' keeps the best-judged round, so refine can't make it worse."
     )
     sampling: dict[Stage, Sampling] = Field(default_factory=dict, description="Per-stage overrides.")
-    pack: str | None = Field(default=None, description="Prompt pack name overriding the graph's.")
+    pack: str | None = Field(
+        default=None, description="Bundled prompt pack name overriding the graph's (names only, no paths)."
+    )
     review: bool = Field(
         default=False, description="Pause before each refine for a person (needs a checkpointer)."
     )

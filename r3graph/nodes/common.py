@@ -17,7 +17,7 @@ from opentelemetry.trace import Span
 from r3graph.calls import StageCaller
 from r3graph.context import R3Context, resolve_context
 from r3graph.errors import R3Error, R3ModelError
-from r3graph.prompts import PromptPack, load_pack
+from r3graph.prompts import PromptPack, load_named_pack
 from r3graph.reflect import ReflectStrategy, resolve_strategy
 from r3graph.state import R3State, Round
 from r3graph.tracing import run_spans, stage_span
@@ -33,7 +33,7 @@ class R3Deps:
     max_attempts: int = 3
 
     def pack_for(self, context: R3Context) -> PromptPack:
-        return load_pack(context.pack) if context.pack else self.pack
+        return load_named_pack(context.pack) if context.pack else self.pack
 
     def strategy_for(self, context: R3Context) -> ReflectStrategy:
         return resolve_strategy(context.reflect, self.strategies)

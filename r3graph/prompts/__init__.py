@@ -5,6 +5,6 @@ renders to ONE user-text string; :mod:`r3graph.messages` places it after the sha
 the images, so that what all stages share comes first and a vLLM prefix cache can reuse it.
 """
 
-from r3graph.prompts.pack import STAGE_FIELDS, PromptPack, available_packs, load_pack
+from r3graph.prompts.pack import STAGE_FIELDS, PromptPack, available_packs, load_named_pack, load_pack
 
-__all__ = ["STAGE_FIELDS", "PromptPack", "available_packs", "load_pack"]
+__all__ = ["STAGE_FIELDS", "PromptPack", "available_packs", "load_named_pack", "load_pack"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 from collections.abc import Sequence
@@ -110,6 +111,18 @@ def _packs_dir() -> Any:
 
 def available_packs() -> list[str]:
     return sorted(p.name.removesuffix(".json") for p in _packs_dir().iterdir() if p.name.endswith(".json"))
+
+
+@functools.lru_cache(maxsize=32)
+def load_named_pack(name: str) -> PromptPack:
+    """A bundled pack by name only, parsed once per process (packs are frozen, so sharing is safe).
+
+    This is what a per-request ``R3Context.pack`` goes through: requests may come from untrusted
+    callers, so they choose among bundled packs and never point the loader at a file.
+    """
+    if name not in available_packs():
+        raise R3ConfigError(f"unknown prompt pack {name!r}: use one of {available_packs()}")
+    return load_pack(name)
 
 
 def load_pack(pack: str | Path | PromptPack | dict[str, Any]) -> PromptPack:

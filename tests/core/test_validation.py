@@ -175,3 +175,18 @@ async def test_untrusted_paths_and_private_hosts(tmp_path: Any) -> None:
     ok = await graph.ainvoke({"instruction": "x", "images": [str(inside / "ok.png")]},
                              context=R3Context(max_rounds=0, **root))
     assert ok["output"] == "a square"
+
+
+async def test_a_request_can_name_a_bundled_pack_but_not_a_file(tmp_path: Any) -> None:
+    from r3graph.prompts import load_named_pack
+
+    pack_file = tmp_path / "mine.json"
+    pack_file.write_text(load_pack("default").model_dump_json())
+    with pytest.raises(R3ConfigError, match="unknown prompt pack"):
+        await invoke({"instruction": "x", "images": [png_bytes()]}, context=R3Context(pack=str(pack_file)))
+    assert load_named_pack("scenes") is load_named_pack("scenes")  # parsed once, not per stage
+    chat = ScriptedChatModel(script=lambda prompt: prompt)
+    graph = build_r3_graph(chat).compile()  # default pack on the graph, scenes for this request
+    result = await graph.ainvoke({"instruction": "x", "images": [png_bytes()]},
+                                 context=R3Context(max_rounds=0, pack="scenes"))
+    assert result["output"] == load_pack("scenes").reason
