@@ -24,6 +24,7 @@ from r3graph.scenes.metrics import relation_true, resolve, score_parsed
 from r3graph.scenes.world import (
     COLOURS,
     EXTENT,
+    MAX_OBJECTS,
     OPPOSITE,
     SHAPES,
     SIZES,
@@ -47,6 +48,8 @@ def _recolour(scene: Scene, rng: random.Random, attr: str) -> str:
     kinds = scene.kind_counts()
     choices = [v for v in (COLOURS if attr == "colour" else SHAPES) if v != getattr(obj, attr)
                and (kinds[(v, obj.shape)] if attr == "colour" else kinds[(obj.colour, v)]) == 0]
+    if not choices:  # e.g. a red circle, square, triangle and star: no free shape for a red one
+        return _extra(scene, rng) if len(scene.objects) < MAX_OBJECTS else _with(scene, list(scene.objects[1:]))
     objects = list(scene.objects)
     objects[i] = obj.model_copy(update={attr: rng.choice(choices)})
     return _with(scene, objects)
