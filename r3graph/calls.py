@@ -97,6 +97,38 @@ def _messages_for_span(messages: list[BaseMessage]) -> str:
     return json.dumps(out)
 
 
+async def bounded_call(stage: str, awaitable: Any, context: R3Context, deadline: float | None) -> Any:
+    """Await one backend call within ``call_timeout_s`` and what is left of the run's deadline; any
+    failure becomes an :class:`R3ModelError` whose ``transient`` flag the RetryPolicy reads."""
+    limit = context.call_timeout_s
+    run_left = deadline - time.time() if deadline is not None else None
+    if run_left is not None and run_left <= 0:
+        awaitable.close()
+        raise R3TimeoutError(f"{stage}: the run's deadline passed (run_timeout_s)", stage=stage)
+    bounded_by_run = run_left is not None and run_left < limit
+    try:
+        async with asyncio.timeout(min(limit, run_left) if run_left is not None else limit):
+            return await awaitable
+    except TimeoutError as exc:
+        if bounded_by_run:
+            raise R3TimeoutError(
+                f"{stage}: the run's deadline passed during a model call (run_timeout_s={context.run_timeout_s}s)",
+                stage=stage,
+            ) from exc
+        raise R3ModelError(
+            f"{stage}: model call timed out after {limit}s (call_timeout_s)", transient=True, stage=stage
+        ) from exc
+    except R3Error as exc:
+        exc.stage = exc.stage or stage
+        raise
+    except Exception as exc:
+        raise R3ModelError(
+            f"{stage}: model call failed: {type(exc).__name__}: {str(exc)[:300]}",
+            transient=is_transient(exc),
+            stage=stage,
+        ) from exc
+
+
 @dataclass
 class CallResult:
     text: str
@@ -160,33 +192,7 @@ class StageCaller:
         return supported if self.context.structured_judge is None else self.context.structured_judge
 
     async def _guarded(self, stage: str, awaitable: Any) -> Any:
-        limit = self.context.call_timeout_s
-        run_left = self.deadline - time.time() if self.deadline is not None else None
-        if run_left is not None and run_left <= 0:
-            awaitable.close()
-            raise R3TimeoutError(f"{stage}: the run's deadline passed (run_timeout_s)", stage=stage)
-        bounded_by_run = run_left is not None and run_left < limit
-        try:
-            async with asyncio.timeout(min(limit, run_left) if run_left is not None else limit):
-                return await awaitable
-        except TimeoutError as exc:
-            if bounded_by_run:
-                raise R3TimeoutError(
-                    f"{stage}: the run's deadline passed during a model call (run_timeout_s="
-                    f"{self.context.run_timeout_s}s)",
-                    stage=stage,
-                ) from exc
-            raise R3ModelError(
-                f"{stage}: model call timed out after {limit}s (call_timeout_s)", transient=True, stage=stage
-            ) from exc
-        except R3Error:
-            raise
-        except Exception as exc:
-            raise R3ModelError(
-                f"{stage}: model call failed: {type(exc).__name__}: {str(exc)[:300]}",
-                transient=is_transient(exc),
-                stage=stage,
-            ) from exc
+        return await bounded_call(stage, awaitable, self.context, self.deadline)
 
     def _span(
         self, stage: str, sampling: dict[str, Any], messages: list[BaseMessage], output_type: str = "text"

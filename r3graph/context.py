@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from r3graph.errors import R3ConfigError
+from r3graph.image_generation import ImageParams
 
 Stage = Literal[
     "reason", "questions", "answer", "judge", "claims", "verify", "summarise", "refine", "refine_blind"
@@ -53,6 +54,12 @@ class R3Context(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
+    output: Literal["text", "image"] = Field(
+        default="text",
+        description="'text': answer about the input images; 'image': generate an image from the instruction "
+        "and refine it by edits (needs build_r3_graph(..., image_backend=...)).",
+    )
+    image: ImageParams = Field(default_factory=ImageParams, description="Image generation settings (output='image').")
     max_rounds: int = Field(default=1, ge=0, le=16, description="Refine steps allowed; 0 = one-shot.")
     reflect: Any = Field(
         default="self_questions",

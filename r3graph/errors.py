@@ -10,7 +10,7 @@ from typing import Any
 
 
 class R3Error(Exception):
-    """Base class. ``best_draft``/``rounds`` hold the work completed before the failure."""
+    """Base class. ``best_draft``/``best_image``/``rounds`` hold the work completed before the failure."""
 
     def __init__(
         self,
@@ -19,9 +19,11 @@ class R3Error(Exception):
         best_draft: str | None = None,
         rounds: list[dict[str, Any]] | None = None,
         stage: str | None = None,
+        best_image: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.best_draft = best_draft
+        self.best_image = best_image  # output mode "image": the best round's PNG
         self.rounds = list(rounds or [])
         self.stage = stage
 

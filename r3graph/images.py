@@ -26,7 +26,7 @@ PASS_THROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image
 READABLE_FORMATS = {*PASS_THROUGH_FORMATS, "GIF", "BMP", "TIFF"}
 
 
-def _check_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: str) -> tuple[str, int, int]:
+def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: str) -> tuple[str, int, int]:
     """Decode fully (not just the header) so truncated files fail here, not inside the model server."""
     if not data:
         raise R3InputError(f"{label}: the image is empty (0 bytes)")
@@ -54,7 +54,7 @@ def _check_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: str) ->
     return fmt, width, height
 
 
-def _to_data_url(data: bytes, fmt: str) -> str:
+def image_data_url(data: bytes, fmt: str) -> str:
     if fmt not in PASS_THROUGH_FORMATS:
         with Image.open(io.BytesIO(data)) as img:
             buffer = io.BytesIO()
@@ -148,10 +148,10 @@ async def normalise_image(
         text = str(image)
         if text.startswith("data:"):
             data, declared_mime = _decode_data_url(text, label)
-            fmt, _, _ = _check_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
+            fmt, _, _ = check_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
             if PASS_THROUGH_FORMATS.get(fmt) != declared_mime:
                 raise R3InputError(f"{label}: data URL says {declared_mime} but the bytes are {fmt}")
-            return _to_data_url(data, fmt)
+            return image_data_url(data, fmt)
         elif text.startswith(("http://", "https://")):
             if not allow_remote:
                 raise R3InputError(
@@ -175,5 +175,5 @@ async def normalise_image(
             f"{label}: unsupported image type {type(image).__name__}; "
             "use a path, data URL, http(s) URL, bytes or a PIL image"
         )
-    fmt, _, _ = _check_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
-    return _to_data_url(data, fmt)
+    fmt, _, _ = check_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
+    return image_data_url(data, fmt)

@@ -6,7 +6,7 @@ and easy to read back: ``result["rounds"][i].draft``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -42,24 +42,36 @@ class Reflection(BaseModel):
 
 class Round(BaseModel):
     """One draft and what reflect said about it. Round 0's draft comes from reason, later ones
-    from refine conditioned on the previous round's reflection."""
+    from refine conditioned on the previous round's reflection.
+
+    In output mode ``image`` the artefact is ``image`` (PNG bytes) and ``draft`` is the text it was
+    made from: the generation prompt in round 0, the edit instruction applied in later rounds."""
 
     index: int
     draft: str
     reflection: Reflection | None = None
+    image: bytes | None = None
 
     @property
     def verdict(self) -> Verdict | None:
         return self.reflection.verdict if self.reflection else None
 
+    def same_artefact(self, other: Round) -> bool:
+        """Whether the two rounds hold the same output (image bytes, else draft text): reflecting
+        again on an unchanged artefact would only repeat the verdict."""
+        if self.image is not None or other.image is not None:
+            return self.image == other.image
+        return self.draft.strip() == other.draft.strip()
+
 
 class Usage(BaseModel):
-    """Model usage summed over a run."""
+    """Model usage summed over a run: chat calls with their tokens, and image generations/edits."""
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    image_calls: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -67,6 +79,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            image_calls=self.image_calls + other.image_calls,
         )
 
 
@@ -80,14 +93,17 @@ def add_usage(total: Usage | dict[str, Any] | None, delta: Usage | dict[str, Any
 
 
 class R3Input(TypedDict):
-    """What a caller passes in. ``images``: paths, URLs, bytes, data URLs or PIL images."""
+    """What a caller passes in. ``images``: paths, URLs, bytes, data URLs or PIL images; required in
+    output mode "text", absent or empty in output mode "image" (the instruction is the prompt)."""
 
     instruction: str
-    images: list[Any]
+    images: NotRequired[list[Any]]
 
 
 class R3Output(TypedDict, total=False):
     output: str
+    # Output mode "image": the selected round's image (PNG bytes); every round's is in ``rounds``.
+    image: bytes
     rounds: list[Round]
     selected_round: int
     stop_reason: StopReason
@@ -104,6 +120,7 @@ class R3State(TypedDict, total=False):
     # How many reflect passes ran on the current round (iterated reflect).
     reflect_pass: int
     output: str
+    image: bytes
     selected_round: int
     stop_reason: StopReason
     usage: Annotated[Usage, add_usage]

@@ -30,7 +30,10 @@ class ScriptedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    script: Callable[[str], str]
+    script: Callable[..., str]
+    # When True the script is called as script(prompt_text, images): the PNG/JPEG bytes of the
+    # request's image parts, for fakes that answer from what they are shown.
+    sees_images: bool = False
     delay_s: float = 0.0
     model_name: str = "scripted"
     calls: list[dict[str, Any]] = Field(default_factory=list)
@@ -44,7 +47,7 @@ class ScriptedChatModel(BaseChatModel):
     def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
         text = prompt_text(messages)
         self.calls.append({"prompt": text, "kwargs": kwargs, "messages": messages, "t": time.monotonic()})
-        reply = self.script(text)
+        reply = self.script(text, images_in(messages)) if self.sees_images else self.script(text)
         message = AIMessage(
             content=reply,
             usage_metadata={
@@ -94,6 +97,13 @@ def stage_of(prompt: str) -> str:
     if "Write an improved answer to the task." in prompt:
         return "refine_blind"
     return "reason"
+
+
+def images_in(messages: list[BaseMessage]) -> list[bytes]:
+    """The bytes of every data-URL image part of the last message."""
+    last = messages[-1].content
+    parts = [p for p in last if isinstance(p, dict) and p.get("type") == "image_url"] if isinstance(last, list) else []
+    return [base64.b64decode(p["image_url"]["url"].split(",", 1)[1]) for p in parts]
 
 
 def png_bytes(colour: str = "red", size: tuple[int, int] = (32, 32)) -> bytes:

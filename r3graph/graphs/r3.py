@@ -12,6 +12,7 @@ from langgraph.types import RetryPolicy
 from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3ModelError
 from r3graph.graphs.routing import after_reason, after_refine, after_reflect, after_review
+from r3graph.image_generation import ImageBackend
 from r3graph.nodes.common import R3Deps
 from r3graph.nodes.finalize import finalize
 from r3graph.nodes.prepare import PrepareNode
@@ -39,6 +40,7 @@ def build_r3_graph(
     pack: str | Path | PromptPack | dict[str, Any] = "default",
     strategies: dict[str, ReflectStrategy] | None = None,
     retry_policy: RetryPolicy | None = None,
+    image_backend: ImageBackend | None = None,
 ) -> StateGraph[R3State, R3Context, R3Input, R3Output]:
     """The Reason -> Reflect -> Refine loop as an uncompiled ``StateGraph``.
 
@@ -47,12 +49,20 @@ def build_r3_graph(
 
     Compile it yourself (``.compile(checkpointer=...)``) and pass per-request settings as
     ``context=R3Context(...)``. ``strategies`` registers extra reflect strategies by name.
+
+    ``image_backend`` enables output mode "image" (``R3Context(output="image")``): reason generates
+    an image from the instruction, reflect has ``model`` judge it against the instruction, refine
+    edits it. The same nodes; only the artefact differs.
     """
     if not isinstance(model, BaseChatModel):
         raise R3ConfigError(f"model must be a LangChain BaseChatModel, got {type(model).__name__}")
     policy = retry_policy or default_retry_policy()
+    if image_backend is not None and not isinstance(image_backend, ImageBackend):
+        raise R3ConfigError(
+            f"image_backend must have agenerate/aedit coroutines and a model name, got {type(image_backend).__name__}"
+        )
     deps = R3Deps(model=model, pack=load_pack(pack), strategies=dict(strategies or {}),
-                  max_attempts=policy.max_attempts)
+                  max_attempts=policy.max_attempts, image_backend=image_backend)
 
     graph = StateGraph(R3State, context_schema=R3Context, input_schema=R3Input, output_schema=R3Output)
     graph.add_node("prepare", PrepareNode(deps))

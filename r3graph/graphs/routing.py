@@ -42,8 +42,8 @@ async def after_review(state: R3State) -> Literal["refine", "finalize"]:
 async def after_refine(state: R3State, runtime: Runtime[Any]) -> Literal["reflect", "finalize"]:
     context = resolve_context(runtime.context)
     rounds = state["rounds"]
-    if rounds[-1].draft.strip() == rounds[-2].draft.strip():
-        return "finalize"  # the same text would get the same verdict: nothing left to learn
+    if rounds[-1].same_artefact(rounds[-2]):
+        return "finalize"  # the same text (or image) would get the same verdict: nothing left to learn
     if rounds[-1].index >= context.max_rounds and context.select == "last":
         return "finalize"  # as in the paper, the last refine is not judged: its verdict changes nothing
     return "reflect"

@@ -16,7 +16,10 @@ from opentelemetry.trace import Span
 
 from r3graph.calls import StageCaller
 from r3graph.context import R3Context, resolve_context
-from r3graph.errors import R3Error, R3ModelError
+from r3graph.errors import R3ConfigError, R3Error, R3ModelError
+from r3graph.image_calls import ImageCaller
+from r3graph.image_generation import ImageBackend
+from r3graph.images import image_data_url
 from r3graph.prompts import PromptPack, load_named_pack
 from r3graph.reflect import ReflectStrategy, resolve_strategy
 from r3graph.state import R3State, Round
@@ -31,22 +34,43 @@ class R3Deps:
     pack: PromptPack
     strategies: dict[str, ReflectStrategy] = field(default_factory=dict)
     max_attempts: int = 3
+    image_backend: ImageBackend | None = None
 
     def pack_for(self, context: R3Context) -> PromptPack:
-        return load_named_pack(context.pack) if context.pack else self.pack
+        """The request's pack, with its image templates in output mode "image"."""
+        pack = load_named_pack(context.pack) if context.pack else self.pack
+        return pack.for_output(context.output)
 
     def strategy_for(self, context: R3Context) -> ReflectStrategy:
         return resolve_strategy(context.reflect, self.strategies)
 
-    def caller(self, state: R3State, context: R3Context, config: RunnableConfig) -> StageCaller:
+    def caller(
+        self, state: R3State, context: R3Context, config: RunnableConfig, *, looking_at: bytes | None = None
+    ) -> StageCaller:
+        """Chat calls for one stage; they see the input images, or ``looking_at`` (a generated
+        image, output mode "image") instead."""
+        images = [image_data_url(looking_at, "PNG")] if looking_at is not None else list(state.get("images", []))
         return StageCaller(
             model=self.model,
             pack=self.pack_for(context),
             context=context,
-            image_urls=list(state.get("images", [])),
+            image_urls=images,
             run_config=config,
             deadline=state.get("deadline"),
         )
+
+    def image_caller(self, state: R3State, context: R3Context) -> ImageCaller:
+        if self.image_backend is None:
+            raise R3ConfigError(
+                "output='image' needs an image generator: build_r3_graph(model, image_backend=OmniImageClient(...))"
+            )
+        return ImageCaller(backend=self.image_backend, context=context, deadline=state.get("deadline"))
+
+
+def image_event(round_: Round) -> dict[str, Any]:
+    """What a stream event says about a round's image: its size, not its bytes (events may cross a
+    network; the bytes are in the state)."""
+    return {"image_bytes": len(round_.image)} if round_.image is not None else {}
 
 
 def best_round(rounds: list[Round], select: str) -> Round | None:
@@ -98,6 +122,8 @@ async def stage(
         if isinstance(error, R3Error):
             if error.best_draft is None and best is not None:
                 error.best_draft = best.draft
+            if error.best_image is None and best is not None:
+                error.best_image = best.image
             if not error.rounds:
                 error.rounds = [r.model_dump() for r in rounds]
             error.stage = error.stage or name

@@ -20,7 +20,7 @@ def stop_reason(state: R3State, max_rounds: int) -> StopReason:
         return "one_shot"
     if last.verdict == "pass":
         return "passed"
-    if len(rounds) >= 2 and last.reflection is None and last.draft.strip() == rounds[-2].draft.strip():
+    if len(rounds) >= 2 and last.reflection is None and last.same_artefact(rounds[-2]):
         return "unchanged"
     return "max_rounds"
 
@@ -42,4 +42,7 @@ async def finalize(state: R3State, runtime: Runtime[Any]) -> dict[str, Any]:
         },
     )
     get_stream_writer()({"stage": "final", "round": chosen.index, "text": chosen.draft, "stop_reason": reason})
-    return {"output": chosen.draft, "selected_round": chosen.index, "stop_reason": reason}
+    update: dict[str, Any] = {"output": chosen.draft, "selected_round": chosen.index, "stop_reason": reason}
+    if chosen.image is not None:
+        update["image"] = chosen.image
+    return update

@@ -9,7 +9,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from r3graph.context import resolve_context
-from r3graph.errors import R3InputError
+from r3graph.errors import R3ConfigError, R3InputError
 from r3graph.images import normalise_image
 from r3graph.nodes.common import R3Deps, run_attributes
 from r3graph.state import R3State, Usage
@@ -27,16 +27,26 @@ class PrepareNode:
         context = resolve_context(runtime.context)
         # Resolve names now so a typo fails before the first model call, not after reason.
         self.deps.strategy_for(context)
-        self.deps.pack_for(context)
+        pack = self.deps.pack_for(context)
+        if context.output == "image":
+            self.deps.image_caller(state, context)  # fails now when the graph has no image generator
+            if context.image.plan and pack.reason is None:
+                raise R3ConfigError(
+                    f"image.plan=True, but prompt pack {pack.name!r} has no image 'reason' (plan) template"
+                )
         instruction = state.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
             raise R3InputError(f"instruction must be a non-empty string, got {type(instruction).__name__}")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
             raise R3InputError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
         images = state.get("images")
-        if isinstance(images, str | bytes) or not isinstance(images, list | tuple):
+        if context.output == "image":
+            if images:
+                raise R3InputError("output='image' generates from the instruction alone: pass no images")
+            images = []
+        elif isinstance(images, str | bytes) or not isinstance(images, list | tuple):
             raise R3InputError("images must be a list (of paths, URLs, bytes, data URLs or PIL images)")
-        if not 1 <= len(images) <= MAX_IMAGES:
+        elif not 1 <= len(images) <= MAX_IMAGES:
             raise R3InputError(f"images must hold 1 to {MAX_IMAGES} images, got {len(images)}")
         urls = [
             await normalise_image(

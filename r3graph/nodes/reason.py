@@ -1,4 +1,5 @@
-"""Reason: the first draft."""
+"""Reason: the first draft. In output mode "image": an optional plan (a detailed generation prompt),
+then the first image."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from r3graph.calls import StageCaller
+from r3graph.context import R3Context
 from r3graph.errors import R3ModelError
-from r3graph.nodes.common import R3Deps, stage
-from r3graph.state import R3State, Round
+from r3graph.nodes.common import R3Deps, image_event, stage
+from r3graph.state import R3State, Round, Usage
 
 
 class ReasonNode:
@@ -23,9 +26,24 @@ class ReasonNode:
             _span,
         ):
             caller = self.deps.caller(state, context, config)
-            prompt = caller.pack.render("reason", instruction=state["instruction"])
-            result = await caller.call("reason", prompt)
-            if not result.text:
-                raise R3ModelError("reason: the model returned an empty draft", transient=False, stage="reason")
-        get_stream_writer()({"stage": "reason", "round": 0, "text": result.text})
-        return {"rounds": [Round(index=0, draft=result.text)], "reflect_pass": 0, "usage": caller.usage}
+            if context.output == "image":
+                first, usage = await self._generate(state, context, caller)
+            else:
+                prompt = caller.pack.render("reason", instruction=state["instruction"])
+                result = await caller.call("reason", prompt)
+                if not result.text:
+                    raise R3ModelError("reason: the model returned an empty draft", transient=False, stage="reason")
+                first, usage = Round(index=0, draft=result.text), caller.usage
+        get_stream_writer()({"stage": "reason", "round": 0, "text": first.draft, **image_event(first)})
+        return {"rounds": [first], "reflect_pass": 0, "usage": usage}
+
+    async def _generate(self, state: R3State, context: R3Context, caller: StageCaller) -> tuple[Round, Usage]:
+        prompt = state["instruction"]
+        if context.image.plan:
+            planned = await caller.call("reason", caller.pack.render("reason", instruction=prompt))
+            if not planned.text:
+                raise R3ModelError("reason: the model returned an empty plan", transient=False, stage="reason")
+            prompt = planned.text
+        images = self.deps.image_caller(state, context)
+        png = await images.generate("reason", prompt)
+        return Round(index=0, draft=prompt, image=png), caller.usage + images.usage

@@ -1,5 +1,9 @@
 """Refine: rewrite the draft conditioned on what reflect found (or, for the "none" ablation,
-on the draft alone)."""
+on the draft alone).
+
+In output mode "image" refine edits the image: with the judge's edit instruction as it stands, or
+with one instruction the model writes from the findings (the pack's image "refine" template). With
+no critique at all (the "none" ablation) it generates again, a new sample of the same prompt."""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from r3graph.context import R3Context
 from r3graph.errors import R3ModelError
-from r3graph.nodes.common import R3Deps, stage
-from r3graph.state import R3State, Round
+from r3graph.nodes.common import R3Deps, image_event, stage
+from r3graph.state import R3State, Round, Usage
 
 
 class RefineNode:
@@ -26,18 +31,53 @@ class RefineNode:
             context,
             _span,
         ):
-            caller = self.deps.caller(state, context, config)
-            critique = previous.reflection.critique if previous.reflection else ""
-            if critique:
-                prompt = caller.pack.render(
-                    "refine", instruction=state["instruction"], draft=previous.draft, findings=critique
-                )
-                result = await caller.call("refine", prompt)
+            if context.output == "image":
+                refined, usage = await self._edit_image(state, context, config, previous)
             else:
-                prompt = caller.pack.render("refine_blind", instruction=state["instruction"], draft=previous.draft)
-                result = await caller.call("refine_blind", prompt)
-            if not result.text:  # an empty rewrite must not replace the draft (the error carries it)
-                raise R3ModelError("refine: the model returned an empty draft", transient=False, stage="refine")
-        rounds.append(Round(index=index, draft=result.text))
-        get_stream_writer()({"stage": "refine", "round": index, "text": result.text})
-        return {"rounds": rounds, "reflect_pass": 0, "usage": caller.usage}
+                refined, usage = await self._rewrite(state, context, config, previous)
+        rounds.append(refined)
+        get_stream_writer()({"stage": "refine", "round": index, "text": refined.draft, **image_event(refined)})
+        return {"rounds": rounds, "reflect_pass": 0, "usage": usage}
+
+    async def _rewrite(
+        self, state: R3State, context: R3Context, config: RunnableConfig, previous: Round
+    ) -> tuple[Round, Usage]:
+        caller = self.deps.caller(state, context, config)
+        critique = previous.reflection.critique if previous.reflection else ""
+        if critique:
+            prompt = caller.pack.render(
+                "refine", instruction=state["instruction"], draft=previous.draft, findings=critique
+            )
+            result = await caller.call("refine", prompt)
+        else:
+            prompt = caller.pack.render("refine_blind", instruction=state["instruction"], draft=previous.draft)
+            result = await caller.call("refine_blind", prompt)
+        if not result.text:  # an empty rewrite must not replace the draft (the error carries it)
+            raise R3ModelError("refine: the model returned an empty draft", transient=False, stage="refine")
+        return Round(index=previous.index + 1, draft=result.text), caller.usage
+
+    async def _edit_image(
+        self, state: R3State, context: R3Context, config: RunnableConfig, previous: Round
+    ) -> tuple[Round, Usage]:
+        assert previous.image is not None
+        index = previous.index + 1
+        images = self.deps.image_caller(state, context)
+        reflection = previous.reflection
+        critique = reflection.critique if reflection else ""
+        if not critique:
+            png = await images.generate("refine", state["instruction"])
+            return Round(index=index, draft=state["instruction"], image=png), images.usage
+        usage = Usage()
+        instruction = critique
+        if reflection is not None and reflection.findings:
+            # Checks, not an edit: the model turns what failed into one edit, looking at the image.
+            caller = self.deps.caller(state, context, config, looking_at=previous.image)
+            prompt = caller.pack.render("refine", instruction=state["instruction"], draft=state["instruction"],
+                                        findings=critique)
+            instruction = (await caller.call("refine", prompt)).text
+            usage = caller.usage
+            if not instruction or caller.pack.is_sentinel(instruction):
+                # No edit to make: keep the image; the loop ends as "unchanged".
+                return Round(index=index, draft=instruction, image=previous.image), usage
+        png = await images.edit("refine", previous.image, instruction)
+        return Round(index=index, draft=instruction, image=png), usage + images.usage

@@ -1,5 +1,8 @@
 """Reflect: the model checks the current draft against the image with the chosen strategy.
 
+In output mode "image" the roles turn: the model looks at the generated image, and what it checks
+against it is the instruction (the prompt), through the pack's image templates.
+
 Runs once per pass; the graph loops back here for iterated reflect (``reflect_passes``)."""
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ class ReflectNode:
             span,
         ):
             strategy = self.deps.strategy_for(context)
-            caller = self.deps.caller(state, context, config)
+            image_mode = context.output == "image"
+            caller = self.deps.caller(state, context, config, looking_at=current.image if image_mode else None)
             request = ReflectRequest(
                 instruction=state["instruction"],
-                draft=current.draft,
+                draft=state["instruction"] if image_mode else current.draft,
                 round=current.index,
                 pass_index=pass_index,
                 previous=current.reflection if pass_index > 1 else None,

@@ -29,6 +29,12 @@ STAGE_FIELDS: dict[str, frozenset[str]] = {
     "finding": frozenset({"question", "answer", "verdict"}),
 }
 OPTIONAL_STAGES = frozenset({"summarise"})
+# Output mode "image" re-uses the stage names with other templates (pack field ``image``): the
+# artefact is a generated image and the instruction is the prompt it must match, so reflect writes
+# checks of the prompt against the image, the judge writes an edit for the image, and "refine" turns
+# findings into one edit instruction for the image editor. "reason", when given, is the plan step:
+# it rewrites the instruction into a detailed generation prompt (the paper's <think>).
+IMAGE_STAGES = frozenset({"reason", "questions", "judge", "claims", "summarise", "refine"})
 
 
 def _placeholders(template: str) -> set[str]:
@@ -60,12 +66,23 @@ class PromptPack(BaseModel):
     refine: str
     refine_blind: str
     finding: str = "{question} -> {answer} ({verdict})"
+    image: dict[str, str] | None = Field(
+        default=None, description="Templates that replace the text ones in output mode 'image'."
+    )
     notes: str = Field(default="", description="What the pack is for; not sent to the model.")
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> PromptPack:
-        for stage, allowed in STAGE_FIELDS.items():
-            template = getattr(self, stage)
+        unknown_stages = set(self.image or {}) - IMAGE_STAGES
+        if unknown_stages:
+            raise ValueError(f"image templates for unknown stage(s) {sorted(unknown_stages)}; "
+                             f"allowed: {sorted(IMAGE_STAGES)}")
+        if self.image is not None and "judge" not in self.image and "questions" not in self.image:
+            raise ValueError("image templates need at least 'judge' or 'questions' to check an image")
+        templates = [(stage, getattr(self, stage)) for stage in STAGE_FIELDS]
+        templates += [(stage, template) for stage, template in (self.image or {}).items()]
+        for stage, template in templates:
+            allowed = STAGE_FIELDS[stage]
             if template is None:
                 if stage not in OPTIONAL_STAGES:
                     raise ValueError(f"stage {stage!r} needs a template")
@@ -80,6 +97,15 @@ class PromptPack(BaseModel):
                     f"allowed: {sorted(allowed)}"
                 )
         return self
+
+    def for_output(self, output: str) -> PromptPack:
+        """The pack a run in ``output`` mode uses: for "image", the image templates replace the text
+        ones; image mode without a "reason" (plan) template cannot plan, so "reason" is dropped."""
+        if output == "text":
+            return self
+        if self.image is None:
+            raise R3ConfigError(f"prompt pack {self.name!r} has no templates for output mode 'image'")
+        return self.model_copy(update={"reason": self.image.get("reason"), **self.image, "image": None})
 
     def render(self, stage: str, **values: Any) -> str:
         """Fill one stage's template. Values are inserted verbatim: braces in them are safe."""
