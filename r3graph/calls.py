@@ -61,6 +61,12 @@ def model_name(model: Any) -> str:
     return getattr(model, "_llm_type", type(model).__name__)
 
 
+def finish_reason_of(message: BaseMessage | None) -> str | None:
+    """Why generation stopped ("stop", "length"...), as ChatOpenAI and ChatVLLMEngine report it."""
+    reason = (getattr(message, "response_metadata", None) or {}).get("finish_reason")
+    return str(reason) if reason else None
+
+
 def usage_of(message: BaseMessage | None) -> Usage:
     meta = getattr(message, "usage_metadata", None) or {}
     details = meta.get("input_token_details") or {}
@@ -69,6 +75,7 @@ def usage_of(message: BaseMessage | None) -> Usage:
         input_tokens=int(meta.get("input_tokens") or 0),
         output_tokens=int(meta.get("output_tokens") or 0),
         cached_input_tokens=int(details.get("cache_read") or 0),
+        truncated_calls=int(finish_reason_of(message) == "length"),
     )
 
 
@@ -157,6 +164,8 @@ class StageCaller:
             assert isinstance(reply, AIMessage)
             result = CallResult(text=message_text(reply).strip(), usage=usage_of(reply))
             self._finish_span(span, result)
+            if (finish := finish_reason_of(reply)) is not None:
+                span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, [finish])
             self.usage += result.usage
             return result
 

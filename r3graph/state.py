@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["pass", "revise"]
 StopReason = Literal["one_shot", "passed", "max_rounds", "unchanged"]
@@ -47,6 +47,9 @@ class Round(BaseModel):
     In output mode ``image`` the artefact is ``image`` (PNG bytes) and ``draft`` is the text it was
     made from: the generation prompt in round 0, the edit instruction applied in later rounds."""
 
+    # PNG bytes are not UTF-8: JSON (trajectory export, HTTP) carries them as base64.
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
     index: int
     draft: str
     reflection: Reflection | None = None
@@ -72,6 +75,9 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cached_input_tokens: int = 0
     image_calls: int = 0
+    # Replies the model stopped at max_tokens (finish_reason "length"): kept as written (a greedy retry
+    # would repeat them), counted so a caller can see that a draft may be cut short.
+    truncated_calls: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -80,6 +86,7 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             image_calls=self.image_calls + other.image_calls,
+            truncated_calls=self.truncated_calls + other.truncated_calls,
         )
 
 

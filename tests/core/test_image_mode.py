@@ -238,3 +238,5 @@ async def test_images_survive_a_checkpointer(wrong_colour: PaintServer) -> None:
         stored = (await graph.aget_state(config)).values
     assert [r.image for r in stored["rounds"]] == [r.image for r in result["rounds"]]
     assert stored["image"] == result["image"]
+    for r in result["rounds"]:  # JSON (trajectory export, HTTP) carries the PNG as base64
+        assert type(r).model_validate_json(r.model_dump_json()).image == r.image

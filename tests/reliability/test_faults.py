@@ -223,12 +223,15 @@ async def test_an_empty_refine_keeps_the_previous_draft_in_the_error(fake: Any) 
     assert outcome.best_draft == "a red square on the left" and len(outcome.rounds) == 1
 
 
-async def test_an_answer_cut_at_max_tokens_is_kept_as_the_draft(fake: Any) -> None:
+async def test_an_answer_cut_at_max_tokens_is_kept_as_the_draft_and_counted(fake: Any, spans: Any) -> None:
     server = fake([Reply(content="a red squ", finish_reason="length")])
     outcome, _ = await run_r3(server.url, ctx())
     assert isinstance(outcome, dict), outcome
     assert outcome["rounds"][0].draft == "a red squ"  # kept as written (no retry: greedy would repeat it)
     assert len(server.chat_requests) == 4
+    assert outcome["usage"].truncated_calls == 1  # the caller can see the draft may be cut short
+    reasons = [tuple(s.attributes["gen_ai.response.finish_reasons"]) for s in chat_spans(spans)]
+    assert reasons.count(("length",)) == 1 and reasons.count(("stop",)) == 3
 
 
 # -- cancellation -----------------------------------------------------------------------------------
