@@ -198,7 +198,9 @@ class StageCaller:
                 f"structured_judge=True, but {type(self.model).__name__} does not take response_format; "
                 "set supports_response_format = True on the model class if it does"
             )
-        return supported if self.context.structured_judge is None else self.context.structured_judge
+        if self.context.structured_judge is None:
+            return supported and self.pack.constrained_json
+        return self.context.structured_judge
 
     async def _guarded(self, stage: str, awaitable: Any) -> Any:
         return await bounded_call(stage, awaitable, self.context, self.deadline)

@@ -66,6 +66,12 @@ class PromptPack(BaseModel):
     refine: str
     refine_blind: str
     finding: str = "{question} -> {answer} ({verdict})"
+    constrained_json: bool = Field(
+        default=True,
+        description="Ask the backend for JSON-schema-constrained decoding where a stage wants JSON (the "
+        "judge), when it supports it. False for models trained to write the exact JSON: a grammar can "
+        "forbid the tokens they would pick (scenes-vlm's byte-level BPE) and push them off course.",
+    )
     image: dict[str, str] | None = Field(
         default=None, description="Templates that replace the text ones in output mode 'image'."
     )

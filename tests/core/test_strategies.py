@@ -81,6 +81,22 @@ async def test_judge_uses_structured_output_when_the_model_supports_it() -> None
     assert off.structured_calls == 0
 
 
+async def test_a_pack_for_a_model_trained_on_exact_json_turns_constrained_decoding_off() -> None:
+    """scenes-vlm writes the judge's JSON token by token as trained; a JSON grammar forbade its
+    tokens and it wrote '{"edit":"} the green circle "}' through vLLM (measured). The pack says so."""
+    from r3graph.prompts import load_pack
+
+    scenes = load_pack("scenes")
+    assert scenes.constrained_json is False and load_pack("default").constrained_json is True
+    model = StructuredScripted(script=lambda prompt: '{"edit": "no further edit needed"}')
+    graph = build_r3_graph(model, pack="scenes").compile()
+    inputs = {"instruction": "Describe the image.", "images": [IMAGE]}
+    await graph.ainvoke(inputs, context=R3Context(max_rounds=1, reflect="judge"))
+    assert model.structured_calls == 0
+    await graph.ainvoke(inputs, context=R3Context(max_rounds=1, reflect="judge", structured_judge=True))
+    assert model.structured_calls == 1  # an explicit request still wins
+
+
 def test_lenient_parsers() -> None:
     assert parse_lines("1. Is it red?\n2) Is it big?\n- Is it red?\n\n* is it round?", limit=5) == [
         "Is it red?", "Is it big?", "is it round?"

@@ -199,7 +199,7 @@ async def test_a_reply_cut_off_mid_body_is_retried_and_keeps_the_draft(fake: Any
 async def test_a_judge_reply_in_free_text_is_tolerated(fake: Any) -> None:
     free_text = "Hmm, the caption seems mostly fine, I guess."
     server = fake([Reply(), Reply(content=free_text)])
-    outcome, _ = await run_r3(server.url, ctx(reflect="judge"))
+    outcome, _ = await run_r3(server.url, ctx(reflect="judge", structured_judge=True))  # the scenes pack is off
     assert isinstance(outcome, dict), outcome
     first = outcome["rounds"][0]
     assert first.reflection.verdict == "revise" and first.reflection.critique == free_text
