@@ -103,9 +103,14 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def save_bundle(model: Idefics3ForConditionalGeneration, processor: Idefics3Processor, out: str) -> None:
-    """Weights (bfloat16 safetensors, to keep the shipped folder small), processor and tokenizer."""
+    """Weights (bfloat16 safetensors, to keep the shipped folder small), processor and tokenizer.
+
+    The config declares float32 compute: the model was trained in float32, and vLLM runs a model in
+    its config dtype, so greedy outputs match transformers' float32 (the parity test)."""
     model.to(torch.bfloat16).save_pretrained(out)
     model.to(torch.float32)
+    model.config.dtype = torch.float32
+    model.config.save_pretrained(out)
     processor.save_pretrained(out)
     processor.tokenizer.save_pretrained(out)  # the tokenizer config carries the chat template too
 

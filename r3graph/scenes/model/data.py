@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from r3graph.prompts.pack import PromptPack, load_pack
 from r3graph.scenes.edits import corrupt_caption, edit_instruction
+from r3graph.scenes.image_edits import image_edit, make_mistake
 from r3graph.scenes.language import caption, parse_caption, relation_sentence
 from r3graph.scenes.questions import (
     answer_yes_no,
@@ -24,14 +25,17 @@ from r3graph.scenes.questions import (
 from r3graph.scenes.world import Scene
 
 PACK: PromptPack = load_pack("scenes")
+IMAGE_PACK: PromptPack = PACK.for_output("image")  # output mode "image": the prompt is the truth
 
 # Share of each skill in a batch. Captioning is the hardest (every object, size and relation must
 # be seen) so it gets the most; the pure text skills (questions, claims) are easy.
 # The first run (0.28 reason, 0.20 answer) stayed near chance on shapes: perception needs more of
 # the batch than the text-only skills, which are learnt quickly anyway.
+# judge_image and edit_image are output mode "image" (text -> image): the image is a painting of the
+# prompt with maybe one mistake, and the target is the edit that moves the painting toward the prompt.
 SKILL_WEIGHTS: dict[str, float] = {
-    "reason": 0.30, "answer": 0.25, "verify": 0.10, "judge": 0.10, "refine": 0.12,
-    "refine_blind": 0.03, "questions": 0.05, "claims": 0.05,
+    "reason": 0.27, "answer": 0.25, "verify": 0.08, "judge": 0.08, "refine": 0.11,
+    "refine_blind": 0.02, "questions": 0.04, "claims": 0.03, "judge_image": 0.07, "edit_image": 0.05,
 }
 
 
@@ -41,6 +45,7 @@ class Example:
     scene: int  # index into the scene list (its pre-processed image)
     prompt: str  # the stage text (goes after the image in the one user turn)
     response: str
+    painted: Scene | None = None  # image-mode skills: the image shown is this scene, not scenes[scene]
 
 
 def draft_for(scene: Scene, rng: random.Random, model_draft: str | None, p_true: float = 0.35) -> str:
@@ -103,7 +108,29 @@ def _k(rng: random.Random) -> int:
     return rng.choice((3, 3, 3, 2, 4, 5))
 
 
+def painted_for(scene: Scene, rng: random.Random, p_right: float = 0.3) -> Scene:
+    """What a text -> image generator made of ``caption(scene)``: the scene, or it with one mistake."""
+    if rng.random() < p_right:
+        return scene
+    wrong = make_mistake(scene, rng)
+    return wrong[0] if wrong is not None else scene
+
+
+def image_example(skill: str, idx: int, scene: Scene, rng: random.Random) -> Example:
+    """Output mode "image": judge a painting against its prompt, or turn findings into one edit.
+    Findings are the self_questions (or claims) of the prompt answered by the painting's truth."""
+    prompt = caption(scene)
+    painted = painted_for(scene, rng)
+    edit = image_edit(prompt, painted, scene) or PACK.sentinel
+    if skill == "judge_image":
+        return Example(skill, idx, IMAGE_PACK.render("judge", instruction=prompt), json.dumps({"edit": edit}), painted)
+    findings = question_findings(prompt, painted, _k(rng)) if rng.random() < 0.7 else claim_findings(prompt, painted)
+    return Example(skill, idx, IMAGE_PACK.render("refine", instruction=prompt, findings=findings), edit, painted)
+
+
 def make_example(skill: str, idx: int, scene: Scene, rng: random.Random, model_draft: str | None) -> Example:
+    if skill in ("judge_image", "edit_image"):
+        return image_example(skill, idx, scene, rng)
     truth = caption(scene)
     if skill == "reason":
         return Example(skill, idx, PACK.render("reason"), truth)
