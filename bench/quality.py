@@ -4,6 +4,7 @@ vs the ablation "refine without reflect", on held-out scenes, with paired bootst
     .venv/bin/python bench/quality.py --quick            # a few minutes on a 2-core CPU
     .venv/bin/python bench/quality.py                    # 300 scenes, every condition
     .venv/bin/python bench/quality.py --base-url http://127.0.0.1:8000/v1 --model NAME --pack default
+    .venv/bin/python bench/quality.py --output image     # output mode "image": runs bench/image_quality.py
 
 Writes bench/results/quality.md, quality.png, quality.jsonl.gz (every run's trajectory) and quality.json.
 """
@@ -82,6 +83,13 @@ def write_results(out: Path, results: tuple) -> None:  # type: ignore[type-arg]
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["--output", "image"]:  # text -> image has its own generator and scorer
+        sys.path.insert(0, str(Path(__file__).parent))
+        import image_quality
+
+        sys.argv[1:3] = []
+        image_quality.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="6 conditions on 60 scenes")
     parser.add_argument("--scenes", type=int, default=None, help="held-out scenes (default 300, quick 60)")

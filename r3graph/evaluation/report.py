@@ -13,7 +13,7 @@ from r3graph.evaluation.quality import ONE_SHOT, Condition, RunRecord
 from r3graph.evaluation.stats import paired_bootstrap
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean_or_nan(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
@@ -28,14 +28,14 @@ def summarise(records: dict[str, list[RunRecord]], wall: dict[str, float]) -> li
         row: dict[str, Any] = {
             "condition": name,
             "scenes": len(runs),
-            "f1": _mean(f1),
-            "exact_match": _mean(em),
-            "relation_accuracy": _mean([r.score.relation_accuracy for r in runs]),
-            "hallucination_rate": _mean([r.score.hallucination_rate for r in runs]),
-            "calls_per_scene": _mean([r.calls for r in runs]),
-            "tokens_per_scene": _mean([r.input_tokens + r.output_tokens for r in runs]),
+            "f1": mean_or_nan(f1),
+            "exact_match": mean_or_nan(em),
+            "relation_accuracy": mean_or_nan([r.score.relation_accuracy for r in runs]),
+            "hallucination_rate": mean_or_nan([r.score.hallucination_rate for r in runs]),
+            "calls_per_scene": mean_or_nan([r.calls for r in runs]),
+            "tokens_per_scene": mean_or_nan([r.input_tokens + r.output_tokens for r in runs]),
             "cached_share": sum(r.cached_input_tokens for r in runs) / max(1, sum(r.input_tokens for r in runs)),
-            "seconds_per_run": _mean([r.seconds for r in runs]),
+            "seconds_per_run": mean_or_nan([r.seconds for r in runs]),
             "wall_seconds_per_scene": wall[name] / max(1, len(runs)),
             # refine made an exactly right first draft wrong / a wrong one exactly right
             "regressions": sum(r.first_score.exact_match and not r.score.exact_match for r in runs),

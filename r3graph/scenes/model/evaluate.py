@@ -16,15 +16,17 @@ from pathlib import Path
 
 import torch
 
-from r3graph.prompts.pack import load_pack
+from r3graph.prompts.pack import PromptPack, load_pack
 from r3graph.scenes.edits import corrupt_caption, edit_instruction
+from r3graph.scenes.image_edits import image_edit
 from r3graph.scenes.language import caption
 from r3graph.scenes.metrics import aggregate, score_caption
 from r3graph.scenes.model.architecture import load_bundle
-from r3graph.scenes.model.data import question_findings
+from r3graph.scenes.model.data import claim_findings, painted_for, question_findings
 from r3graph.scenes.model.infer import generate, images_to_uint8
+from r3graph.scenes.painter import apply_edit
 from r3graph.scenes.questions import answer_yes_no, questions_for, verify_answer
-from r3graph.scenes.world import generate_scenes, render
+from r3graph.scenes.world import Scene, generate_scenes, render
 
 HELD_OUT_SEED = 12345
 CARD_BEGIN, CARD_END = "<!-- scores:begin -->", "<!-- scores:end -->"
@@ -42,6 +44,27 @@ def _parse_edit(text: str) -> str:
         return ""
 
 
+def _edit_scores(outs: list[str], targets: list[str | None], prompts: list[str], painted: list[Scene],
+                 pack: PromptPack, seed: int) -> dict:
+    """An image-mode edit (or the sentinel) against the exact target: exact output, detection (the
+    sentinel iff the painting is right), and whether the stand-in editor, given the edit, fixes it."""
+    rng = random.Random(seed)
+    wrong = [t is not None for t in targets]
+    sentinel = [not o or pack.is_sentinel(o) for o in outs]  # as the loop reads it: no edit = nothing to fix
+    fixed = [score_caption(p, apply_edit(q, o, rng)).exact_match
+             for o, p, q, w in zip(outs, prompts, painted, wrong, strict=True) if w]
+    n_wrong, n_right = sum(wrong), len(wrong) - sum(wrong)
+    return {
+        "exact": sum(o == (t or pack.sentinel) for o, t in zip(outs, targets, strict=True)) / max(len(outs), 1),
+        "detection_accuracy": sum(s != w for s, w in zip(sentinel, wrong, strict=True)) / max(len(outs), 1),
+        "edit_exact": sum(o == t for o, t in zip(outs, targets, strict=True) if t is not None) / max(n_wrong, 1),
+        "edit_recall": sum(not s for s, w in zip(sentinel, wrong, strict=True) if w) / max(n_wrong, 1),
+        "sentinel_on_correct": sum(s for s, w in zip(sentinel, wrong, strict=True) if not w) / max(n_right, 1),
+        "edit_applied_fixes": sum(fixed) / max(n_wrong, 1),
+        "n_wrong": n_wrong, "n_correct": n_right,
+    }
+
+
 def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
     pack = load_pack("scenes")
     model, processor = load_bundle(model_dir)
@@ -50,9 +73,9 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
     images = images_to_uint8([render(s) for s in scenes])
     rng = random.Random(seed + 1)
 
-    def run(pairs: list[tuple[int, str]], max_new: int = 64) -> list[str]:
+    def run(pairs: list[tuple[int, str]], max_new: int = 64, shown: torch.Tensor = images) -> list[str]:
         idx = torch.tensor([i for i, _ in pairs], dtype=torch.long)
-        return generate(model, tok, images[idx], [t for _, t in pairs], max_new_tokens=max_new)
+        return generate(model, tok, shown[idx], [t for _, t in pairs], max_new_tokens=max_new)
 
     out: dict = {"model": model_dir, "held_out_seed": seed, "n_scenes": n}
     # Reason: caption every scene.
@@ -129,6 +152,26 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
         "self_answer_accuracy": q_right / max(len(flat), 1),
     }
     del out["rewrite"]["draft_exact_before"]
+
+    # Output mode "image": the model is shown a painting of caption(scene), drawn like the training data
+    # (painted_for: right 30% of the time, else one generator mistake), from its own rng so the numbers
+    # above do not move. Targets are exact: image_edit(prompt, painting, scene), or the sentinel.
+    image_pack = pack.for_output("image")
+    irng = random.Random(seed + 2)
+    prompts = [caption(s) for s in scenes]
+    painted = [painted_for(s, irng) for s in scenes]
+    paintings = images_to_uint8([render(p) for p in painted])
+    targets = [image_edit(p, q, s) for p, q, s in zip(prompts, painted, scenes, strict=True)]
+    judged_image = run([(i, image_pack.render("judge", instruction=prompts[i])) for i in range(n)], shown=paintings)
+    out["judge_image"] = _edit_scores([_parse_edit(t) for t in judged_image], targets, prompts, painted, pack, seed)
+    out["judge_image"]["json_valid"] = sum(bool(_parse_edit(t)) for t in judged_image) / max(n, 1)
+    # Findings as the loop produces them, in the training mix: the prompt's questions (70%) or its
+    # claims, answered by the painting's truth.
+    image_findings = [question_findings(prompts[i], painted[i], 3) if irng.random() < 0.7
+                      else claim_findings(prompts[i], painted[i]) for i in range(n)]
+    edited = run([(i, image_pack.render("refine", instruction=prompts[i], findings=image_findings[i]))
+                  for i in range(n)], shown=paintings)
+    out["edit_image"] = _edit_scores(edited, targets, prompts, painted, pack, seed)
     out["examples"] = [{"truth": caption(scenes[i]), "caption": captions[i], "refined": refined[i]}
                       for i in range(min(5, n))]
     return out
@@ -159,6 +202,18 @@ def _card_block(r: dict, minutes: float) -> str:
         f"{lp['caption_exact_after']:.3f} |",
         f"| loop | its own answers to its own questions correct | {lp['self_answer_accuracy']:.3f} |",
     ]
+    for skill, what in (("judge_image", "judge a painting of the prompt"), ("edit_image", "findings -> one edit")):
+        if skill not in r:  # results written before the image skills existed
+            continue
+        m = r[skill]
+        lines += [
+            f"| {skill} | {what}: exact edit or sentinel | {m['exact']:.3f} |",
+            f"| {skill} | detection: sentinel iff the painting is right | {m['detection_accuracy']:.3f} |",
+            f"| {skill} | edit equals the exact edit (wrong paintings, n={m['n_wrong']}) | {m['edit_exact']:.3f} |",
+            f"| {skill} | sentinel on right paintings (n={m['n_correct']}) | {m['sentinel_on_correct']:.3f} |",
+            f"| {skill} | its edit, applied by the stand-in editor, fixes the painting | "
+            f"{m['edit_applied_fixes']:.3f} |",
+        ]
     return "\n".join(lines)
 
 
