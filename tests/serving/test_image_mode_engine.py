@@ -17,8 +17,8 @@ from r3graph.scenes.paint_server import PaintServer
 from r3graph.scenes.painter import decode_scene
 from r3graph.scenes.world import generate_scenes
 
-# Held-out prompts (the evaluation seed, never trained on), one to three objects.
-PROMPTS = [caption(s) for s in generate_scenes(12345, 40) if len(s.objects) <= 3][:10]
+# 16 held-out prompts (the evaluation seed, never trained on), one to three objects.
+PROMPTS = [caption(s) for s in generate_scenes(12345, 40) if len(s.objects) <= 3][:16]
 
 
 def _is_edit_sentence(text: str) -> bool:
@@ -27,14 +27,14 @@ def _is_edit_sentence(text: str) -> bool:
 
 
 @pytest.mark.engine
-async def test_scenes_vlm_judges_paintings_and_its_edits_fix_wrong_colours(engine, model_dir: str) -> None:
+async def test_scenes_vlm_judges_paintings_and_its_edits_fix_some(engine, model_dir: str) -> None:
     from r3graph import R3Context, build_r3_graph
     from r3graph.image_generation import ImageParams
     from r3graph.serving.image_client import OmniImageClient
 
     if not model_dir.rstrip("/").endswith("scenes-vlm"):
         pytest.skip("needs the shipped scenes-vlm (trained on the image judge)")
-    with PaintServer(error_rate=1.0, kinds=("wrong_colour",), seed=5) as painter:
+    with PaintServer(error_rate=1.0, seed=5) as painter:
         async with OmniImageClient(painter.url) as images:
             graph = build_r3_graph(engine, pack="scenes", image_backend=images).compile()
             results = [
@@ -52,11 +52,12 @@ async def test_scenes_vlm_judges_paintings_and_its_edits_fix_wrong_colours(engin
         first_right += score_caption(prompt, decode_scene(first.image)).exact_match
         final_right += score_caption(prompt, decode_scene(last.image)).exact_match
         caught += first.reflection.verdict == "revise"
-    assert first_right == 0  # every first painting has a wrong colour (error rate 1.0)
-    # Measured on the shipped model: see bench/results/image_quality.md. These bounds are far below
-    # it and far above what an untrained judge does (it rarely writes an applicable edit).
-    assert caught >= 6, f"the judge flagged {caught}/10 wrong paintings"
-    assert final_right >= 3, f"R3 fixed {final_right}/10 paintings"
+    assert first_right == 0  # every first painting has a mistake (error rate 1.0)
+    # Measured with the shipped model: it flags 8/16 and fixes 4/16 (greedy, so the same every run;
+    # bench/results/image_quality.md has the 200-prompt figures). A judge decoding garbage (as under
+    # a JSON grammar) fixes none; the bounds sit at about 60% of the measured counts.
+    assert caught >= 5, f"the judge flagged {caught}/{len(PROMPTS)} wrong paintings"
+    assert final_right >= 2, f"R3 fixed {final_right}/{len(PROMPTS)} paintings"
 
 
 @pytest.mark.server
