@@ -217,9 +217,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         json_out.flush()
     else:
         console.rule("result")
-        console.print(result["output"], markup=False)
-        if args.save_images:
-            console.print(f"images: {args.save_images}/round-N.png, final.png", markup=False)
+        if final.get("image") is not None:  # the answer is an image; its text is what made it
+            saved = f"{args.save_images}/final.png" if args.save_images else "not saved (--save-images DIR)"
+            console.print(f"image of round {final.get('selected_round')}, {len(final['image'])} bytes: {saved}",
+                          markup=False)
+        else:
+            console.print(result["output"], markup=False)
         console.print(f"stop: {result['stop_reason']}  usage: {result['usage']}  time: {elapsed:.2f} s",
                       style="dim", markup=False)
     return 0
