@@ -240,3 +240,20 @@ async def test_images_survive_a_checkpointer(wrong_colour: PaintServer) -> None:
     assert stored["image"] == result["image"]
     for r in result["rounds"]:  # JSON (trajectory export, HTTP) carries the PNG as base64
         assert type(r).model_validate_json(r.model_dump_json()).image == r.image
+
+
+async def test_a_slow_generator_is_cut_by_the_call_timeout_and_retried(spans: InMemorySpanExporter) -> None:
+    """Image calls go through the same timeout path as chat calls: call_timeout_s cuts a hung
+    generation, the RetryPolicy retries it (transient), then the typed error says which stage."""
+    from langgraph.types import RetryPolicy
+
+    with PaintServer(error_rate=0.0, delay_s=5.0) as server:
+        async with OmniImageClient(server.url) as client:
+            graph = build_r3_graph(oracle(), pack="scenes", image_backend=client,
+                                   retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.05)).compile()
+            with pytest.raises(R3ModelError, match="timed out") as err:
+                await graph.ainvoke({"instruction": PROMPT}, context=context(call_timeout_s=0.3))
+        assert server.counts["generations"] == 2  # two attempts reached it; neither reply was waited for
+    assert err.value.transient and err.value.stage == "reason" and err.value.best_image is None
+    generate_spans = [s for s in spans.get_finished_spans() if s.name.startswith("images.generate")]
+    assert len(generate_spans) == 2 and all(not s.status.is_ok for s in generate_spans)
