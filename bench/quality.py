@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from r3graph.backends import make_backend
+from r3graph.backends import Backend, add_backend_arguments, started_backend
 from r3graph.evaluation.quality import (
     HELD_OUT_SEED,
     default_conditions,
@@ -37,12 +37,11 @@ RESULTS = Path(__file__).parent / "results"
 
 async def main_async(args: argparse.Namespace) -> tuple:  # type: ignore[type-arg]
     started = time.perf_counter()
-    kind = "server" if args.base_url else "engine"
-    backend = make_backend(kind, base_url=args.base_url, model_dir=args.model_dir, served_model=args.model,
-                           pack=args.pack)
-    log(f"backend: {backend.label}; pack {backend.pack}")
-    if hasattr(backend.model, "astart"):
-        await backend.model.astart()  # engine start-up (~30 s on CPU) is not part of any condition's time
+    async with started_backend(args, log) as backend:
+        return await _measure(args, backend, started)
+
+
+async def _measure(args: argparse.Namespace, backend: Backend, started: float) -> tuple:  # type: ignore[type-arg]
     cases = held_out_cases(args.scenes, seed=args.seed, image_size=args.image_size)
     conditions = default_conditions(args.quick)
     records, wall = {}, {}
@@ -64,10 +63,6 @@ async def main_async(args: argparse.Namespace) -> tuple:  # type: ignore[type-ar
         "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
-    if kind == "engine":
-        from r3graph.serving import ashutdown_engines
-
-        await ashutdown_engines()
     return rows, meta, vqa, reflect, records, conditions
 
 
@@ -96,10 +91,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--image-size", type=int, default=64, help="64 for scenes-vlm; e.g. 384 for real VLMs")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
-    parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
-    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
-    parser.add_argument("--pack", help="prompt pack (default: scenes for scenes-vlm, else default)")
+    add_backend_arguments(parser)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.scenes is None:

@@ -15,8 +15,10 @@ vLLM is imported only by the engine backend, and only when chosen.
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -78,6 +80,33 @@ def make_backend(
         return Backend(ChatVLLMEngine(model=str(directory)), "engine", _pack_for(directory.name, pack),
                        directory.name, f"in-process vLLM engine over {directory}")
     raise ValueError(f"unknown backend {kind!r}; use one of {', '.join(BACKEND_KINDS)}")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every benchmark takes to choose its model: a server, or the in-process engine."""
+    parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
+    parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
+    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
+    parser.add_argument("--pack", help="prompt pack (default: scenes for scenes-vlm, else default)")
+
+
+@asynccontextmanager
+async def started_backend(args: argparse.Namespace, log: Callable[[str], None] = print) -> AsyncIterator[Backend]:
+    """The backend :func:`add_backend_arguments` chose, started before the first measurement (engine
+    start-up, ~30 s on CPU, is not part of any condition's time) and shut down after the last."""
+    kind: BackendKind = "server" if args.base_url else "engine"
+    backend = make_backend(kind, base_url=args.base_url, model_dir=args.model_dir, served_model=args.model,
+                           pack=args.pack)
+    log(f"backend: {backend.label}; pack {backend.pack}")
+    if hasattr(backend.model, "astart"):
+        await backend.model.astart()
+    try:
+        yield backend
+    finally:
+        if kind == "engine":
+            from r3graph.serving import ashutdown_engines
+
+            await ashutdown_engines()
 
 
 def backend_from_env(env: Mapping[str, str] | None = None) -> Backend:
