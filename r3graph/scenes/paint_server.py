@@ -22,20 +22,20 @@ import io
 import json
 import random
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
 from PIL import Image
 
 from r3graph.scenes.image_edits import MISTAKE_KINDS, make_mistake
 from r3graph.scenes.painter import apply_edit, decode_scene, encode_png, layout
+from r3graph.serving.loopback import LoopbackHTTPServer
 
 MODEL_ID = "r3graph-scene-painter"
 NOTICE = (
@@ -128,7 +128,7 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str
     return fields, files
 
 
-class PaintServer:
+class PaintServer(LoopbackHTTPServer):
     """The stand-in image server on 127.0.0.1 (see the module docstring). Use as a context manager."""
 
     def __init__(
@@ -148,22 +148,11 @@ class PaintServer:
             raise ValueError("error_rate and edit_error_rate are probabilities in [0, 1]")
         self.error_rate, self.kinds, self.seed = error_rate, tuple(kinds), seed
         self.edit_error_rate, self.delay_s, self.log_requests = edit_error_rate, delay_s, log_requests
-        self.host, self._port = host, port
+        super().__init__(port)
+        self.host = host
         self.counts: Counter[str] = Counter()  # "generations", "edits", "models", "mistakes", "ignored_edits", "errors"
         self.requests: list[Recorded] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._unseeded = random.Random(seed)  # requests without a seed draw from here, like a real sampler
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1]) if self._httpd is not None else self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- what the endpoints do ------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
@@ -304,28 +293,8 @@ class PaintServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (its timeout passed): nothing to tell it
 
-        httpd = ThreadingHTTPServer((self.host, self._port), Handler)
-        httpd.daemon_threads = True  # a client that never finishes its body must not hang stop()
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"paint-server-{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # A client that never finishes its body must not hang stop(): handler threads are not joined.
+        return self._serve(Handler, "paint-server", join_handlers=False)
 
 
 def _error(status: int, message: str, code: str) -> dict[str, Any]:

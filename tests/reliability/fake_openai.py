@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
+
+from r3graph.serving.loopback import LoopbackHTTPServer
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ Script = Sequence[Reply] | Callable[[int, dict[str, Any]], Reply]
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LoopbackHTTPServer):
     script: Script = ()
     default: Reply = field(default_factory=Reply)
     responder: Callable[[dict[str, Any]], str] = scenes_reply
@@ -75,21 +76,9 @@ class FakeOpenAI:
     requests: list[Recorded] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        LoopbackHTTPServer.__init__(self)
 
     # -- what the tests read ------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
     @property
     def chat_requests(self) -> list[Recorded]:
         with self._lock:
@@ -162,28 +151,7 @@ class FakeOpenAI:
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = False  # server_close() joins the handler threads
-        httpd.block_on_close = True
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-openai-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases hanging and delayed handlers
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve(Handler, "fake-openai", join_handlers=True)  # stop() joins the handler threads
 
     # -- internals ----------------------------------------------------------------------------
     def _record(self, path: str, body: dict[str, Any]) -> int:
