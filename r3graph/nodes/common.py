@@ -35,11 +35,26 @@ class R3Deps:
     strategies: dict[str, ReflectStrategy] = field(default_factory=dict)
     max_attempts: int = 3
     image_backend: ImageBackend | None = None
+    # Image-mode views of the packs this graph has used, built once (every stage asks for its pack).
+    # Keyed by id(); the value keeps the pack alive, so an id cannot be reused for another pack.
+    _image_packs: dict[int, tuple[PromptPack, PromptPack]] = field(default_factory=dict, repr=False)
 
     def pack_for(self, context: R3Context) -> PromptPack:
         """The request's pack, with its image templates in output mode "image"."""
         pack = load_named_pack(context.pack) if context.pack else self.pack
-        return pack.for_output(context.output)
+        if context.output == "text":
+            return pack
+        cached = self._image_packs.get(id(pack))
+        if cached is None:
+            cached = self._image_packs[id(pack)] = (pack, pack.for_output(context.output))
+        return cached[1]
+
+    def require_image_backend(self) -> ImageBackend:
+        if self.image_backend is None:
+            raise R3ConfigError(
+                "output='image' needs an image generator: build_r3_graph(model, image_backend=OmniImageClient(...))"
+            )
+        return self.image_backend
 
     def strategy_for(self, context: R3Context) -> ReflectStrategy:
         return resolve_strategy(context.reflect, self.strategies)
@@ -60,11 +75,7 @@ class R3Deps:
         )
 
     def image_caller(self, state: R3State, context: R3Context) -> ImageCaller:
-        if self.image_backend is None:
-            raise R3ConfigError(
-                "output='image' needs an image generator: build_r3_graph(model, image_backend=OmniImageClient(...))"
-            )
-        return ImageCaller(backend=self.image_backend, context=context, deadline=state.get("deadline"))
+        return ImageCaller(backend=self.require_image_backend(), context=context, deadline=state.get("deadline"))
 
 
 def image_event(round_: Round) -> dict[str, Any]:

@@ -29,7 +29,7 @@ class PrepareNode:
         self.deps.strategy_for(context)
         pack = self.deps.pack_for(context)
         if context.output == "image":
-            self.deps.image_caller(state, context)  # fails now when the graph has no image generator
+            self.deps.require_image_backend()  # fails now, not after a plan, when the graph has none
             if context.image.plan and pack.reason is None:
                 raise R3ConfigError(
                     f"image.plan=True, but prompt pack {pack.name!r} has no image 'reason' (plan) template"
