@@ -8,11 +8,31 @@ OpenAI-compatible server and r3graph's in-process engine all accept.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from r3graph.prompts import PromptPack
+
+
+def text_and_images(messages: list[BaseMessage]) -> tuple[str, list[bytes]]:
+    """The text and the data-URL images (decoded bytes) of the last message: what a scripted model or
+    an oracle answers from."""
+    content = messages[-1].content
+    if isinstance(content, str):
+        return content, []
+    texts, images = [], []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            if url.startswith("data:") and "," in url:
+                images.append(base64.b64decode(url.split(",", 1)[1]))
+    return "".join(texts), images
 
 
 def image_part(data_url: str) -> dict[str, object]:

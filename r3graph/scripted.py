@@ -14,7 +14,6 @@ any other image gets ``default_scene`` (the bundled example). Use the real model
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 import re
@@ -26,6 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
+from r3graph.messages import text_and_images
 from r3graph.scenes.assets import load_example
 from r3graph.scenes.edits import corrupt_caption, edit_instruction
 from r3graph.scenes.language import caption
@@ -60,23 +60,6 @@ def stage_of(prompt: str) -> str:
         if phrase in prompt:
             return stage
     return "reason"
-
-
-def _text_and_images(messages: list[BaseMessage]) -> tuple[str, list[bytes]]:
-    content = messages[-1].content
-    if isinstance(content, str):
-        return content, []
-    texts, images = [], []
-    for part in content:
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") == "text":
-            texts.append(str(part.get("text", "")))
-        elif part.get("type") == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
-            if url.startswith("data:") and "," in url:
-                images.append(base64.b64decode(url.split(",", 1)[1]))
-    return "".join(texts), images
 
 
 def _draft(prompt: str) -> str:
@@ -132,7 +115,7 @@ class ScriptedSceneModel(BaseChatModel):
         return caption(scene)  # refine: the truth
 
     def _result(self, messages: list[BaseMessage]) -> ChatResult:
-        prompt, images = _text_and_images(messages)
+        prompt, images = text_and_images(messages)
         stage = stage_of(prompt)
         self.calls.append({"stage": stage, "prompt": prompt})
         if stage in self.fail_stages:

@@ -17,12 +17,11 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image
 from pydantic import ConfigDict, Field
 
+from r3graph.messages import text_and_images
+
 
 def prompt_text(messages: list[BaseMessage]) -> str:
-    last = messages[-1].content
-    if isinstance(last, str):
-        return last
-    return "".join(p.get("text", "") for p in last if isinstance(p, dict) and p.get("type") == "text")
+    return text_and_images(messages)[0]
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -47,7 +46,7 @@ class ScriptedChatModel(BaseChatModel):
     def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
         text = prompt_text(messages)
         self.calls.append({"prompt": text, "kwargs": kwargs, "messages": messages, "t": time.monotonic()})
-        reply = self.script(text, images_in(messages)) if self.sees_images else self.script(text)
+        reply = self.script(text, text_and_images(messages)[1]) if self.sees_images else self.script(text)
         message = AIMessage(
             content=reply,
             usage_metadata={
@@ -97,13 +96,6 @@ def stage_of(prompt: str) -> str:
     if "Write an improved answer to the task." in prompt:
         return "refine_blind"
     return "reason"
-
-
-def images_in(messages: list[BaseMessage]) -> list[bytes]:
-    """The bytes of every data-URL image part of the last message."""
-    last = messages[-1].content
-    parts = [p for p in last if isinstance(p, dict) and p.get("type") == "image_url"] if isinstance(last, list) else []
-    return [base64.b64decode(p["image_url"]["url"].split(",", 1)[1]) for p in parts]
 
 
 def png_bytes(colour: str = "red", size: tuple[int, int] = (32, 32)) -> bytes:

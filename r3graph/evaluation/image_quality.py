@@ -33,12 +33,12 @@ from r3graph.evaluation.quality import HELD_OUT_SEED
 from r3graph.evaluation.report import mean_or_nan
 from r3graph.evaluation.stats import paired_bootstrap
 from r3graph.image_generation import ImageBackend, ImageParams
+from r3graph.messages import text_and_images
 from r3graph.scenes.image_edits import image_edit
 from r3graph.scenes.language import caption, parse_caption
 from r3graph.scenes.metrics import score_caption
 from r3graph.scenes.painter import decode_scene, layout
 from r3graph.scenes.world import Scene, generate_scenes
-from r3graph.scripted import _text_and_images
 from r3graph.state import Round
 
 ASPECTS: tuple[str, ...] = ("objects", "colours", "counts", "sizes", "positions")
@@ -147,7 +147,7 @@ class OracleImageJudge(BaseChatModel):
         return "oracle"
 
     def _reply(self, messages: list[BaseMessage]) -> ChatResult:
-        text, images = _text_and_images(messages)
+        text, images = text_and_images(messages)
         if not text.startswith("Prompt: "):
             raise ValueError("the oracle answers the scenes pack's image judge and refine templates only")
         prompt = text.split("\n", 1)[0].removeprefix("Prompt: ")
