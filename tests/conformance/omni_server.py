@@ -1,0 +1,413 @@
+"""vllm-omni's own request handling on 127.0.0.1 with a fake engine behind it. Run by ``.venv-omni``'s python.
+
+    .venv-omni/bin/python tests/conformance/omni_server.py --topology bagel --model ByteDance-Seed/BAGEL-7B-MoT
+
+The routes ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/chat/completions`` and ``/v1/models``
+are vllm-omni's route functions, mounted with the paths their decorators name; behind them run
+vllm-omni's request models, its helpers and the methods of ``OmniOpenAIServingChat`` that read a chat
+request and build the image reply (see omni_loader). Two pieces are written here because their real
+code needs the whole of vLLM: the engine (``FakeEngine`` paints a deterministic image from what reached
+the diffusion stage and records it, so tests can see what vllm-omni passed on), and, for a multi-stage
+chat request, the few lines of ``_create_chat_completion`` between its tokenizer work and its engine
+call (``_multistage_chat``, which calls the real methods for every step it can). Prints
+``READY <url>`` when listening; ``GET /_fake/calls`` lists what reached the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import socket
+import sys
+import time
+import traceback
+import types
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import omni_loader
+import vllm_stand_ins as vllm
+
+ROOT = omni_loader.install_bare_packages()
+
+import uvicorn  # noqa: E402
+from fastapi import Depends, FastAPI, HTTPException, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from PIL import Image  # noqa: E402
+
+# -- stand-ins for torch and vLLM's SamplingParams (only their names and attributes are touched) --------
+_torch = types.SimpleNamespace(Generator=type("Generator", (), {}), Tensor=type("Tensor", (), {}),
+                               dtype=type("dtype", (), {}))
+
+
+@dataclass
+class SamplingParams:
+    """vLLM's AR SamplingParams: the fields vllm-omni's chat path sets on the thinker stage."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    min_tokens: int | None = None
+    seed: int | None = None
+    ignore_eos: bool | None = None
+    stop: Any = None
+    stop_token_ids: Any = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    detokenize: bool = True
+    extra_args: dict[str, Any] | None = None
+    output_kind: str = "CUMULATIVE"
+    skip_clone: bool = False
+
+    def clone(self) -> SamplingParams:
+        return SamplingParams(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+_RequestOutputKind = types.SimpleNamespace(DELTA="DELTA", FINAL_ONLY="FINAL_ONLY", CUMULATIVE="CUMULATIVE")
+
+
+def _load() -> dict[str, Any]:
+    """vllm-omni's modules, dependencies first; returns the route functions and the chat class."""
+    load, common = omni_loader.load_partial, dict(vllm.NAMES, SamplingParams=SamplingParams)
+    data = load(ROOT, "vllm_omni.inputs.data", ["OmniDiffusionSamplingParams", "DIFFUSION_QUALITY_LEVELS"],
+                provide={"torch": _torch, **common})
+    data.module.OmniTextPrompt = dict  # a TypedDict: a plain dict at run time
+    data.module.OmniSamplingParams = SamplingParams | data.module.OmniDiffusionSamplingParams
+    load(ROOT, "vllm_omni.entrypoints.openai.utils",
+         ["get_stage_type", "resolve_diffusion_od_config", "parse_lora_request", "is_single_stage_diffusion"],
+         provide=common)
+    load(ROOT, "vllm_omni.entrypoints.openai.stage_params",
+         ["logger", "clone_sampling_params", "get_default_sampling_params_list", "resolve_stage_sampling_params",
+          "build_stage_sampling_params_list"], provide=common)
+    load(ROOT, "vllm_omni.entrypoints.openai.diffusion_request_utils",
+         ["logger", "_request_mapping", "normalize_diffusion_request_args",
+          "apply_normalized_diffusion_request_extra_args"], provide=common)
+    load(ROOT, "vllm_omni.entrypoints.utils", ["coerce_param_message_types", "maybe_coerce_to_message_type"],
+         provide={"RequestOutputKind": _RequestOutputKind, **common})
+    load(ROOT, "vllm_omni.entrypoints.openai.app_state", ["_get_engine_and_model", "_get_diffusion_od_config",
+                                                          "Omnichat"], provide=common)
+    load(ROOT, "vllm_omni.entrypoints.openai.images.helpers",
+         ["logger", "_get_max_edit_input_images", "_check_max_generated_image_size", "_build_hunyuan_edit_extra_args",
+          "_update_if_not_none", "_normalize_image", "_extract_images_from_result", "_generated_size_str",
+          "_load_input_images", "_choose_output_format"], provide=common)
+    load(ROOT, "vllm_omni.entrypoints.openai.diffusion",
+         ["MAX_UINT32_SEED", "_generate_with_async_omni", "apply_stage_default_sampling_params"],
+         provide={"AsyncOmni": FakeEngine, **common})
+    load(ROOT, "vllm_omni.entrypoints.openai.lora", ["_get_lora_from_json_str", "_parse_lora_request"],
+         provide=common)
+    load(ROOT, "vllm_omni.entrypoints.serve.utils.errors",
+         ["logger", "_get_request_id_from_request", "_build_engine_error_payload",
+          "_create_engine_error_json_response"], provide=common)
+    load(ROOT, "vllm_omni.diffusion.utils.param_utils", ["apply_declared_extra_args"], provide=common)
+    from vllm_omni.model_extras import registry  # light: PIL and the per-model extras tables
+
+    chat = load(ROOT, "vllm_omni.entrypoints.openai.serving_chat", ["logger"],
+                provide={"AsyncOmni": FakeEngine, "get_extra_body_params": registry.get_extra_body_params,
+                         "get_extra_output_params": registry.get_extra_output_params, **common},
+                classes={"OmniOpenAIServingChat": CHAT_METHODS})
+    api = load(ROOT, "vllm_omni.entrypoints.openai.api_server", ["logger", *ROUTES, *API_HELPERS],
+               provide={"ENDPOINT_LOAD_METRICS_FORMAT_HEADER_LABEL": "endpoint-load-metrics-format",
+                        "metrics_header": lambda _format: None, **common})
+    unresolved = {name: omni_loader.unresolved_globals(getattr(api.module, name), vars(api.module)) for name in ROUTES}
+    for cls_method in CHAT_METHODS:
+        fn = getattr(chat.module.OmniOpenAIServingChat, cls_method)
+        unresolved[cls_method] = omni_loader.unresolved_globals(fn, vars(chat.module))
+    for name, missing in unresolved.items():
+        if missing:  # names only reached on paths a test does not take (audio, LoRA, Hunyuan, ...)
+            print(f"omni_server: {name} reads names not available here: {sorted(missing)}", file=sys.stderr)
+    return {"api": api, "chat": chat.module.OmniOpenAIServingChat, "params": data.module.OmniDiffusionSamplingParams}
+
+
+ROUTES = ["generate_images", "edit_images", "create_chat_completion", "show_available_models"]
+API_HELPERS = ["_validate_chat_completion_raw_body", "_build_image_response_metrics",
+               "_build_image_generation_response"]
+CHAT_METHODS = [
+    "_normalize_diffusion_request_args", "_get_diffusion_extra_body_params", "_get_diffusion_extra_output_params",
+    "_get_diffusion_text_output", "_truthy_extra_body_flag", "_filter_stage_metrics_detail", "_create_image_choice",
+    "generate_diffusion_images", "_prepare_diffusion_image_request", "_build_multistage_generation_inputs",
+    "_set_if_supported", "_flatten_diffusion_images", "_create_diffusion_chat_completion",
+    "_extract_diffusion_prompt_and_media", "_extract_diffusion_prompt_and_images_from_messages",
+    "_messages_to_dicts", "_resolve_height_width_from_extra_body", "_create_error_response",
+    "_get_comprehension_stage_index", "_apply_request_overrides", "_build_sampling_params_list_from_request",
+    "_apply_text_chat_ar_task_mode",
+]
+
+
+# -- the fake engine ---------------------------------------------------------------------------------------
+@dataclass
+class Stage:
+    stage_type: str  # "llm" or "diffusion", as vllm-omni's get_stage_type reads it
+    final_output_type: str
+    is_comprehension: bool = False
+
+
+TOPOLOGIES: dict[str, list[Stage]] = {
+    # vllm_omni/model_executor/models/bagel/pipeline.py BAGEL_PIPELINE: thinker (AR, text) + DiT (image)
+    "bagel": [Stage("llm", "text", is_comprehension=True), Stage("diffusion", "image")],
+    # Qwen-Image-Edit and bagel_single_stage: one diffusion stage
+    "single": [Stage("diffusion", "image")],
+    # a text-only model served with --omni: no diffusion stage to generate with
+    "no-diffusion": [Stage("llm", "text", is_comprehension=True)],
+}
+
+
+@dataclass
+class FakeOutput:
+    """What AsyncOmni.generate yields: vllm_omni.outputs.OmniRequestOutput's fields the handlers read."""
+
+    images: list[Image.Image]
+    final_output_type: str
+    stage_id: int | None
+    prompt: Any
+    finished: bool = True
+    outputs: list[Any] = field(default_factory=list)
+    stage_durations: dict[str, float] = field(default_factory=lambda: {"fake": 0.0})
+    peak_memory_mb: float = 0.0
+    metrics: dict[str, Any] | None = None
+    multimodal_output: dict[str, Any] | None = None
+
+
+class FakeEngine:
+    """AsyncOmni for the handlers: stage configs, defaults, od_config, and generate() that paints.
+
+    The image is a function of what reached the diffusion stage (prompt text, input image, seed, size),
+    so the same request gives the same bytes and a client can see which of its fields arrived."""
+
+    def __init__(self, topology: str, model: str, max_input_images: int | None, fail: bool, params_cls: type) -> None:
+        self.stage_configs = TOPOLOGIES[topology]
+        self.output_modalities = [s.final_output_type for s in self.stage_configs]
+        self.model = model
+        self.fail = fail
+        self.empty = False  # finish the diffusion stage without an image (as a failed safety filter does)
+        self.errored = False
+        self.calls: list[dict[str, Any]] = []
+        self.default_sampling_params_list: list[Any] = [
+            SamplingParams(temperature=0.4, max_tokens=2048, seed=52) if s.stage_type == "llm" else params_cls(seed=52)
+            for s in self.stage_configs  # seeds as in vllm_omni/deploy/bagel.yaml
+        ]
+        self.od_config = types.SimpleNamespace(
+            model_class_name="BagelPipeline" if topology == "bagel" else "QwenImageEditPipeline",
+            supports_multimodal_inputs=max_input_images is None or max_input_images > 1,
+            max_multimodal_image_inputs=max_input_images,
+        )
+
+    def get_diffusion_od_config(self) -> Any:
+        return self.od_config
+
+    async def get_tokenizer(self) -> None:
+        return None
+
+    async def check_health(self) -> None:
+        return None
+
+    async def generate(self, prompt: Any = None, sampling_params_list: list[Any] | None = None,
+                       sampling_params: Any = None, request_id: str | None = None,
+                       **_: Any) -> AsyncIterator[FakeOutput]:
+        if isinstance(prompt, list):
+            prompt = prompt[0]
+        params_list = list(sampling_params_list or [sampling_params])
+        diffusion = next((p for p, s in zip(params_list, self.stage_configs, strict=False)
+                          if s.stage_type == "diffusion"), params_list[-1])
+        record = {"request_id": request_id, "prompt": _describe(prompt),
+                  "stages": [_describe(vars(p)) for p in params_list]}
+        self.calls.append(record)
+        if self.fail:
+            raise vllm.EngineGenerateError("fake engine: generation failed")
+        images = [] if self.empty else [_paint(prompt, diffusion)]
+        for stage_id, stage in enumerate(self.stage_configs):
+            if stage.final_output_type == "image":
+                yield FakeOutput(images, "image", stage_id, prompt)
+            else:  # the thinker's text output, which an image request filters out
+                yield FakeOutput([], "text", stage_id, prompt, multimodal_output={"text": "thinking"})
+
+
+def _input_image(prompt: Any) -> Image.Image | None:
+    data = prompt.get("multi_modal_data") if isinstance(prompt, dict) else None
+    if not data:
+        return None
+    image = next(iter(data.values()))
+    image = image[0] if isinstance(image, list) else image
+    return image if isinstance(image, Image.Image) else None
+
+
+def _paint(prompt: Any, params: Any) -> Image.Image:
+    text = prompt.get("prompt", "") if isinstance(prompt, dict) else str(prompt)
+    source = _input_image(prompt)
+    width = getattr(params, "width", None) or (source.size[0] if source else 256)
+    height = getattr(params, "height", None) or (source.size[1] if source else 256)
+    digest = hashlib.sha256(json.dumps([text, getattr(params, "seed", None),
+                                        source.tobytes().hex()[:64] if source else None]).encode()).digest()
+    return Image.new("RGB", (int(width), int(height)), tuple(digest[:3]))
+
+
+def _describe(value: Any) -> Any:
+    """JSON-able view of a prompt or params (images as their size)."""
+    if isinstance(value, Image.Image):
+        return {"image": list(value.size)}
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in value.items() if k not in ("modules", "generator")}
+    if isinstance(value, list | tuple):
+        return [_describe(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+# -- the multi-stage chat request between tokenizer and engine -----------------------------------------------
+async def _multistage_chat(self: Any, request: Any, raw_request: Any) -> Any:
+    """``OmniOpenAIServingChat._create_chat_completion`` for a request on a multi-stage pipeline, with its
+    tokenizer/chat-template work left out (an image request replaces that prompt anyway). The inline
+    steps follow vllm-omni 0.30.0 line by line; every method called is vllm-omni's own."""
+    try:
+        normalized_extra_args, extra_body = self._normalize_diffusion_request_args(request)
+    except ValueError as exc:
+        return self._create_error_response(str(exc), status_code=400)
+    if self._diffusion_mode:
+        return await self._create_diffusion_chat_completion(request, normalized_extra_args, extra_body, raw_request)
+    if request.model and request.model != self.model_name:  # OpenAIServing._check_model
+        return vllm.create_error_response(
+            f"The model `{request.model}` does not exist. Valid aliases: {self.model_name}.",
+            err_type="NotFoundError", status_code=404, param="model")
+    engine_modalities = [m for m in self.engine_client.output_modalities if m is not None]
+    request.modalities = getattr(request, "modalities", None) or engine_modalities
+    unsupported = set(request.modalities) - set(engine_modalities)
+    if unsupported:
+        return self._create_error_response(
+            f"Unsupported output modalities {', '.join(sorted(unsupported))} for this model. "
+            f"Supported modalities: {', '.join(sorted(set(engine_modalities)))}")
+    height = width = steps = None
+    engine_prompt: dict[str, Any] = {"prompt": ""}
+    if "image" in request.modalities:
+        prompt, references = self._extract_diffusion_prompt_and_images_from_messages(request.messages)
+        if not prompt:
+            return self._create_error_response("No text prompt found in messages")
+        height, width = self._resolve_height_width_from_extra_body(extra_body)
+        steps = extra_body.get("num_inference_steps")
+        steps = int(steps) if steps is not None else None
+        engine_prompt = {"prompt": prompt, "modalities": ["image"]}
+        if references:
+            import base64
+
+            engine_prompt["multi_modal_data"] = {"img2img": Image.open(io.BytesIO(base64.b64decode(references[0])))}
+            engine_prompt["modalities"] = ["img2img"]
+    params_list = self._build_sampling_params_list_from_request(request)
+    comprehension = self._get_comprehension_stage_index() if height is not None and width is not None else None
+    self._apply_text_chat_ar_task_mode(params_list, request)
+    for idx, sp in enumerate(params_list):
+        if idx == comprehension:
+            sp.extra_args = {**(sp.extra_args or {}), "target_h": int(height), "target_w": int(width)}
+        if hasattr(sp, "height") and height is not None:
+            sp.height = height
+        if hasattr(sp, "width") and width is not None:
+            sp.width = width
+        if hasattr(sp, "num_inference_steps") and steps is not None:
+            sp.num_inference_steps = steps
+        if isinstance(sp, PARAMS_CLS[0]):
+            self._set_if_supported(sp, quality=extra_body.get("quality"))
+            APPLY_EXTRA[0](sp, normalized_extra_args)
+    choices = []
+    async for output in self.engine_client.generate(prompt=engine_prompt, sampling_params_list=params_list):
+        if output.final_output_type not in request.modalities:
+            continue  # chat_completion_full_generator drops outputs the request did not ask for
+        if output.final_output_type == "image":
+            choices.extend(self._create_image_choice(output, "assistant", request))
+        else:
+            text = self._get_diffusion_text_output(output)
+            choices.append(vllm.ChatCompletionResponseChoice(index=0, message=vllm.ChatMessage(role="assistant",
+                                                                                            content=text)))
+    return vllm.OmniChatCompletionResponse(model=self.model_name, choices=choices, usage=vllm.UsageInfo())
+
+
+PARAMS_CLS: list[type] = []
+APPLY_EXTRA: list[Any] = []
+
+
+def build_app(args: argparse.Namespace) -> tuple[FastAPI, FakeEngine]:
+    loaded = _load()
+    api, chat_cls, params_cls = loaded["api"], loaded["chat"], loaded["params"]
+    PARAMS_CLS.append(params_cls)
+    APPLY_EXTRA.append(sys.modules["vllm_omni.entrypoints.openai.diffusion_request_utils"]
+                       .apply_normalized_diffusion_request_extra_args)
+    engine = FakeEngine(args.topology, args.model, args.max_input_images, args.fail, params_cls)
+    engine.empty = args.empty
+
+    class ServingChat(chat_cls):  # type: ignore[misc, valid-type]
+        create_chat_completion = _multistage_chat
+
+    serving_chat = ServingChat()
+    serving_chat.engine_client = engine
+    serving_chat.model_name = args.model
+    single = len(engine.stage_configs) == 1 and engine.stage_configs[0].stage_type == "diffusion"
+    serving_chat._diffusion_mode = single  # OmniOpenAIServingChat.for_diffusion for a pure diffusion model
+    serving_chat._diffusion_engine = engine if single else None
+    serving_chat._diffusion_model_name = args.model
+
+    app = FastAPI()
+    app.add_exception_handler(HTTPException, vllm.http_exception_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, vllm.validation_exception_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, vllm.exception_handler)
+    for name, (path, methods, json_body, no_model) in api.route_paths.items():
+        deps = [Depends(vllm.validate_json_request)] if json_body else None
+        extra: dict[str, Any] = {"response_model": None} if no_model else {}
+        app.add_api_route(path, getattr(api.module, name), methods=methods, dependencies=deps, **extra)
+
+    models = types.SimpleNamespace(base_model_paths=[types.SimpleNamespace(name=args.model)])
+
+    async def show_models() -> Any:
+        return types.SimpleNamespace(model_dump=lambda: {"object": "list", "data": [
+            {"id": args.model, "object": "model", "owned_by": "vllm-omni", "root": args.model}]})
+
+    models.show_available_models = show_models
+    state = app.state
+    state.engine_client = engine
+    state.stage_configs = engine.stage_configs
+    state.openai_serving_models = models
+    state.openai_serving_chat = serving_chat
+    state.args = types.SimpleNamespace(default_sampling_params=None, max_generated_image_size=args.max_pixels,
+                                       log_error_stack=False)
+    state.server = None
+
+    @app.get("/_fake/calls")
+    async def calls() -> JSONResponse:
+        return JSONResponse(engine.calls)
+
+    @app.middleware("http")
+    async def log_errors(request: Request, call_next: Any) -> Any:
+        try:
+            return await call_next(request)
+        except Exception:
+            traceback.print_exc()
+            raise
+
+    return app, engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="bagel")
+    parser.add_argument("--model", default="ByteDance-Seed/BAGEL-7B-MoT")
+    parser.add_argument("--max-input-images", type=int, default=None)
+    parser.add_argument("--max-pixels", type=int, default=None, help="--max-generated-image-size")
+    parser.add_argument("--fail", action="store_true", help="the engine raises EngineGenerateError")
+    parser.add_argument("--empty", action="store_true", help="the diffusion stage finishes without an image")
+    args = parser.parse_args()
+    app, _ = build_app(args)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    asyncio.run(server.serve(sockets=[sock]))
+    time.sleep(0)
+
+
+if __name__ == "__main__":
+    main()
