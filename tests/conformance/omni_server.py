@@ -340,7 +340,7 @@ def build_app(args: argparse.Namespace) -> tuple[FastAPI, FakeEngine]:
     engine = FakeEngine(args.topology, args.model, args.max_input_images, args.fail, params_cls)
     engine.empty = args.empty
 
-    class ServingChat(chat_cls):  # type: ignore[misc, valid-type]
+    class ServingChat(chat_cls):
         create_chat_completion = _multistage_chat
 
     serving_chat = ServingChat()
@@ -352,8 +352,8 @@ def build_app(args: argparse.Namespace) -> tuple[FastAPI, FakeEngine]:
     serving_chat._diffusion_model_name = args.model
 
     app = FastAPI()
-    app.add_exception_handler(HTTPException, vllm.http_exception_handler)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, vllm.validation_exception_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, vllm.http_exception_handler)
+    app.add_exception_handler(RequestValidationError, vllm.validation_exception_handler)
     app.add_exception_handler(Exception, vllm.exception_handler)
     for name, (path, methods, json_body, no_model) in api.route_paths.items():
         deps = [Depends(vllm.validate_json_request)] if json_body else None

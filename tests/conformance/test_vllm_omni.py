@@ -180,7 +180,7 @@ async def test_chat_bodies_are_valid_for_vllms_own_chat_request_model() -> None:
 
 @pytest.mark.parametrize("api", ["images", "chat"])
 async def test_a_model_mismatch_is_permanent_and_names_the_served_model(bagel: str, api: str) -> None:
-    async with OmniImageClient(bagel, model="Qwen/Qwen-Image", api=api) as client:  # type: ignore[arg-type]
+    async with OmniImageClient(bagel, model="Qwen/Qwen-Image", api=api) as client:
         with pytest.raises(R3ModelError) as err:
             await client.agenerate(PROMPT, ImageParams())
     assert not err.value.transient and f"pass model='{BAGEL}'" in str(err.value)
@@ -201,7 +201,7 @@ def test_response_formats_other_than_b64_json_are_refused_and_mapped_permanent(b
 
 @pytest.mark.parametrize("api", ["images", "chat"])
 async def test_more_input_images_than_the_model_takes_is_permanent(qwen_edit: str, api: str) -> None:
-    async with OmniImageClient(qwen_edit, api=api) as client:  # type: ignore[arg-type]
+    async with OmniImageClient(qwen_edit, api=api) as client:
         with pytest.raises(R3ModelError, match="fewer input images") as err:
             await client.aedit([_png(), _png((20, 20))], "combine them", ImageParams())
     assert not err.value.transient and "HTTP 400" in str(err.value)
@@ -219,7 +219,7 @@ async def test_values_vllm_omni_would_refuse_fail_before_any_call() -> None:
 @pytest.mark.parametrize("api", ["images", "chat"])
 async def test_a_server_without_a_diffusion_stage_is_a_permanent_error(api: str) -> None:
     with omni_server("--topology", "no-diffusion", "--model", "Qwen/Qwen2.5-VL-7B-Instruct") as url:
-        async with OmniImageClient(url, api=api) as client:  # type: ignore[arg-type]
+        async with OmniImageClient(url, api=api) as client:
             with pytest.raises(R3ModelError) as err:
                 await client.agenerate(PROMPT, ImageParams())
     assert not err.value.transient
@@ -234,7 +234,7 @@ async def test_a_server_without_a_diffusion_stage_is_a_permanent_error(api: str)
 ])
 async def test_engine_outcomes_map_to_typed_errors(api: str, flag: str, says: str, transient: bool) -> None:
     with omni_server("--topology", "bagel", "--model", BAGEL, flag) as url:
-        async with OmniImageClient(url, api=api) as client:  # type: ignore[arg-type]
+        async with OmniImageClient(url, api=api) as client:
             with pytest.raises(R3ModelError, match=says) as err:
                 await client.agenerate(PROMPT, ImageParams())
     assert err.value.transient is transient

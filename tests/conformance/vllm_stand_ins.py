@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _OnceLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _OnceLogger(logging.LoggerAdapter):
     """vLLM's logger has ``*_once`` methods; vllm-omni calls them."""
 
     def warning_once(self, msg: str, *args: Any) -> None:
