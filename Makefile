@@ -18,7 +18,7 @@ VLLM_EXTRA ?= cpu
 OMNI_VENV := .venv-omni
 OMNI_VERSION := 0.30.0
 
-.PHONY: setup omni-env demo test test-quick lint bench train eval clean
+.PHONY: setup omni-env demo test test-quick lint bench train eval clean gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: setup omni-env
 # The quick local loop: skips the tests that start a real vLLM engine or server.
 test-quick: setup
 	$(PY) -m pytest -q -m "not engine and not server"
+
+# On a machine with one NVIDIA GPU: its own .venv-gpu with the gpu extra, the engine and server tests,
+# bench/latency.py; results under bench/results/gpu/ (see scripts/gpu_check.sh). Not part of `make test`.
+gpu-check:
+	scripts/gpu_check.sh
 
 lint: setup
 	$(VENV)/bin/ruff check r3graph tests bench examples
