@@ -22,7 +22,7 @@ from PIL import Image
 
 from r3graph.errors import R3ConfigError, R3ModelError
 from r3graph.image_generation import ImageParams
-from r3graph.serving.image_client import OmniImageClient
+from r3graph.serving.image_client import OmniImageClient, discover_image_model
 from r3graph.serving.omni_errors import status_error
 from tests.conformance.omni_process import (
     BAGEL,
@@ -35,6 +35,7 @@ from tests.conformance.omni_process import (
 )
 
 PROMPT = "a red cube to the left of a blue sphere"
+pytestmark = pytest.mark.slow  # starts vllm-omni's handling in subprocesses (about 30 s for the module)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,10 @@ def test_the_environment_holds_the_pinned_vllm_omni() -> None:
         [str(omni_python()), "-c", "import importlib.metadata as m; print(m.version('vllm-omni'))"],
         capture_output=True, text=True, check=True).stdout.strip()
     assert version == pinned_version()
+
+
+async def test_discover_reads_vllm_omnis_model_list(bagel: str) -> None:
+    assert await discover_image_model(bagel) == BAGEL
 
 
 # -- images API ------------------------------------------------------------------------------------------------
