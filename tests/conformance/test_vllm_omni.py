@@ -107,6 +107,18 @@ async def test_images_edit_sends_the_image_and_keeps_its_size(server: str, reque
     assert (dit["seed"], dit["num_inference_steps"]) == (4, 3)
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+async def test_other_output_formats_vllm_omni_can_send_come_back_as_png(bagel: str, fmt: str) -> None:
+    async with OmniImageClient(bagel, extra_body={"output_format": fmt}) as client:
+        generated = await client.agenerate(PROMPT, ImageParams(size="32x24"))
+        edited = await client.aedit(_png((40, 30)), "make it blue", ImageParams())
+    assert _size(generated) == (32, 24) and _size(edited) == (40, 30)  # _size also checks the PNG format
+    async with httpx.AsyncClient(trust_env=False) as http:
+        raw = await http.post(f"{bagel}/images/generations", json={"prompt": PROMPT, "output_format": fmt})
+    with Image.open(io.BytesIO(base64.b64decode(raw.json()["data"][0]["b64_json"]))) as img:
+        assert img.format == fmt.upper()  # what the client converted really was not a PNG
+
+
 async def test_a_bare_request_leaves_every_setting_to_the_server(bagel: str) -> None:
     async with OmniImageClient(bagel) as client:
         png = await client.agenerate(PROMPT, ImageParams())
