@@ -6,8 +6,9 @@ The routes ``/v1/images/generations``, ``/v1/images/edits``, ``/v1/chat/completi
 are vllm-omni's route functions, mounted with the paths their decorators name; behind them run
 vllm-omni's request models, its helpers and the methods of ``OmniOpenAIServingChat`` that read a chat
 request and build the image reply (see omni_loader). Two pieces are written here because their real
-code needs the whole of vLLM: the engine (``FakeEngine`` paints a deterministic image from what reached
-the diffusion stage and records it, so tests can see what vllm-omni passed on), and, for a multi-stage
+code needs the whole of vLLM: the engine (``FakeEngine`` in fake_omni_engine.py paints a deterministic
+image from what reached the diffusion stage and records it, so tests can see what vllm-omni passed on),
+and, for a multi-stage
 chat request, the few lines of ``_create_chat_completion`` between its tokenizer work and its engine
 call (``_multistage_chat``, which calls the real methods for every step it can). Prints
 ``READY <url>`` when listening; ``GET /_fake/calls`` lists what reached the engine.
@@ -113,10 +114,13 @@ async def _multistage_chat(self: Any, request: Any, raw_request: Any) -> Any:
     """``OmniOpenAIServingChat._create_chat_completion`` for a request on a multi-stage pipeline, with its
     tokenizer/chat-template work left out (an image request replaces that prompt anyway). The inline
     steps follow vllm-omni 0.30.0 line by line; every method called is vllm-omni's own."""
-    try:
-        normalized_extra_args, extra_body = self._normalize_diffusion_request_args(request)
-    except ValueError as exc:
-        return self._create_error_response(str(exc), status_code=400)
+    normalized_extra_args: dict[str, Any] = {}
+    extra_body: dict[str, Any] = {}
+    if any(stage.stage_type == "diffusion" for stage in self.engine_client.stage_configs):  # serves_diffusion
+        try:
+            normalized_extra_args, extra_body = self._normalize_diffusion_request_args(request)
+        except ValueError as exc:
+            return self._create_error_response(str(exc), status_code=400)
     if self._diffusion_mode:
         return await self._create_diffusion_chat_completion(request, normalized_extra_args, extra_body, raw_request)
     if request.model and request.model != self.model_name:  # OpenAIServing._check_model
