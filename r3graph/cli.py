@@ -161,7 +161,8 @@ class _Screen:
             self.console.print(line, style=self.colours.get(str(event.get("stage")), "white"), markup=False)
 
     def say(self, text: str) -> None:
-        self.console.print(f"r3graph: {text}", style="dim", markup=False, highlight=False)
+        # soft_wrap: a path stays on one line, whole, to copy and paste
+        self.console.print(f"r3graph: {text}", style="dim", markup=False, highlight=False, soft_wrap=True)
 
     async def engine_start(self, starting: Any) -> None:
         from rich.live import Live
@@ -245,7 +246,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     saved = f"{args.save_images}/final.png" if args.save_images else None
     head, stats = summary_lines(final, elapsed, screen.start_s, saved)
     console.print(head, markup=False)
-    console.print(stats, style="dim", markup=False)
+    console.print(stats, style="dim", markup=False, soft_wrap=True)
     if args.report:
         screen.say(f"report: {args.report}")
     return 0

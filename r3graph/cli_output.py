@@ -21,8 +21,11 @@ from r3graph.errors import R3Error
 
 
 def logs_dir() -> Path:
+    """``$R3GRAPH_LOG_DIR``, else ``.cache/logs`` in a checkout, else the user's cache folder."""
     from r3graph.serving.env import project_cache_dir
 
+    if os.environ.get("R3GRAPH_LOG_DIR"):
+        return Path(os.environ["R3GRAPH_LOG_DIR"])
     cache = project_cache_dir() or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "r3graph"
     return cache / "logs"
 
@@ -75,7 +78,7 @@ def event_line(event: dict[str, Any]) -> str | None:
         verdict = f"{event.get('verdict')} (score {float(event.get('score', 0)):.2f})"
         if findings:
             return f"[{where}] reflect: {verdict}, {failed} of {len(findings)} checks failed"
-        return f"[{where}] reflect: {verdict}: {text}"
+        return f"[{where}] reflect: {verdict}" + (f": {text}" if text else "")
     if "image_bytes" in event:
         text = f"{text}  [image, {event['image_bytes']} bytes]"
     return f"[{where}] {stage}: {text}"
@@ -121,7 +124,7 @@ def run_failed(exc: BaseException, capture: LogCapture | None, err: TextIO) -> i
     if not isinstance(exc, R3Error):
         traceback.print_exception(exc)
     if capture is not None:
-        err.write(capture.text() + f"(the log above is also in {shown_path(capture.path)})\n")
+        err.write(capture.text() + f"(log: {shown_path(capture.path)})\n")
     err.write("\n".join(error_lines(exc)) + "\n")
     return 1
 

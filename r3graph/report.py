@@ -250,7 +250,8 @@ def write_report(
     else:
         view = result_view(result, inputs=inputs, stages=stages, details=details, error=error)
     out = Path(path)
-    out.write_text(render_page([view], title=f"R3 run: {view.instruction[:80]}"), encoding="utf-8")
+    short = view.instruction if len(view.instruction) <= 90 else view.instruction[:89] + "…"
+    out.write_text(render_page([view], title=f"R3 run: {short}"), encoding="utf-8")
     return out
 
 

@@ -112,7 +112,8 @@ def reflection_html(reflection: Reflection | None, image_mode: bool) -> str:
                     f"{esc(reflection.critique)}</div></details>"
     else:  # the judge (or a custom strategy): its edit instruction or summary is the finding
         what = "edit" if image_mode or reflection.strategy == "judge" else "critique"
-        body = f'<p>{_mark(verdict_ok)}{what}: <span class="critique">{esc(reflection.critique or "(none)")}</span></p>'
+        said = reflection.critique or ("no further edit needed" if verdict_ok else "(nothing said)")
+        body = f'<p>{_mark(verdict_ok)}{what}: <span class="critique">{esc(said)}</span></p>'
     if reflection.raw and reflection.raw != reflection.critique:
         body += ('<details><summary>raw model output</summary>'
                  f'<div class="critique">{esc(reflection.raw)}</div></details>')

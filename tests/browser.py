@@ -50,7 +50,7 @@ def find_chromium() -> str | None:
 class PageCheck:
     info: dict[str, Any]
     console_errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # every URL the page loaded but data: ones
     screenshot: bytes | None = None
 
 
@@ -115,8 +115,11 @@ class Chromium:
         self.wait_for("Page.loadEventFired")
         info = self.send("Runtime.evaluate", {"expression": INSPECT, "returnByValue": True}, session=session)
         result = PageCheck(info=info["result"]["value"])
-        if screenshot:
-            shot = self.send("Page.captureScreenshot", {"format": "png"}, session=session)
+        if screenshot:  # the whole page, at 3/4 scale: small enough for a README
+            size = self.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 0.75}
+            shot = self.send("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
+                             session=session)
             result.screenshot = base64.b64decode(shot["data"])
         for event in self.events:
             method, params = event.get("method"), event.get("params", {})
@@ -126,8 +129,8 @@ class Chromium:
                 result.console_errors.append(json.dumps(params.get("exceptionDetails")))
             elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
                 result.console_errors.append(params["entry"]["text"])
-            elif method == "Network.requestWillBeSent":
-                result.requests.append(params["request"]["url"][:80])
+            elif method == "Network.requestWillBeSent" and not params["request"]["url"].startswith("data:"):
+                result.requests.append(params["request"]["url"])  # inline images are not requests out
         self.send("Target.closeTarget", {"targetId": target})
         return result
 
