@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from r3graph.errors import R3ConfigError, R3Error, R3ValidationError
 from r3graph.export_cli import add_export_parser, run_export
@@ -78,7 +78,7 @@ def _backend_for(args: argparse.Namespace) -> Any:
             return make_backend("server", base_url=args.base_url, pack=args.pack)
         return make_backend("engine", model_dir=args.model, pack=args.pack)
     except (FileNotFoundError, ValueError) as exc:
-        sys.exit(f"r3graph: {exc}. Pass --model DIR (an HF-format model directory) or --base-url URL.")
+        raise R3ConfigError(f"{exc}. Pass --model DIR (an HF-format model directory) or --base-url URL.") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -102,7 +102,7 @@ async def _run_graph(
             # Engine start-up (tens of seconds on a CPU) is not part of the run's time.
             await show.engine_start(model.astart())
         t0 = time.perf_counter()
-        recorder.__init__()  # stage times count from here, not from the engine start
+        recorder.reset_clock()  # stage times count from here, not from the engine start
         async for part in graph.astream(inputs, context=checked.context, stream_mode=recorder.modes, subgraphs=True):
             event = recorder.observe(part)
             if event is not None:
@@ -144,40 +144,6 @@ def _round_json(r: Any, files: dict[int, str]) -> dict[str, Any]:
     return data
 
 
-class _Screen:
-    """The person's view of a run: stage lines, a spinner while the engine starts, dim notes."""
-
-    colours: ClassVar[dict[str, str]] = {"reason": "cyan", "refine": "green", "reflect": "yellow", "review": "magenta"}
-
-    def __init__(self, console: Any, quiet_stages: bool) -> None:
-        self.console, self.quiet_stages = console, quiet_stages
-        self.start_s: float | None = None
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        from r3graph.cli_output import event_line
-
-        line = event_line(event)
-        if line is not None and not self.quiet_stages:
-            self.console.print(line, style=self.colours.get(str(event.get("stage")), "white"), markup=False)
-
-    def say(self, text: str) -> None:
-        # soft_wrap: a path stays on one line, whole, to copy and paste
-        self.console.print(f"r3graph: {text}", style="dim", markup=False, highlight=False, soft_wrap=True)
-
-    async def engine_start(self, starting: Any) -> None:
-        from rich.live import Live
-        from rich.spinner import Spinner
-
-        t0 = time.perf_counter()
-        spinner = Spinner("dots", text="starting the vLLM engine (tens of seconds on a CPU)...")
-        # No stdout/stderr redirection by rich: fds 1/2 already go to the log file (or, with
-        # --verbose, should reach the terminal as they are).
-        with Live(spinner, console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False):
-            await starting
-        self.start_s = time.perf_counter() - t0
-        self.say(f"engine ready in {self.start_s:.1f} s")
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from r3graph.preflight import check_run
 
@@ -187,38 +153,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     apply_vllm_env_defaults()
     from rich.console import Console
 
-    from r3graph.cli_output import LogCapture, keep_stdout_for, run_failed, shown_path, summary_lines
+    from r3graph.cli_output import LogCapture, RunScreen, keep_stdout_for, run_failed, shown_path, summary_lines
     from r3graph.report import StageRecorder, write_report
 
     capture = None if args.verbose else LogCapture("run")
     out = capture.stdout if capture else keep_stdout_for(args.json)
     err = capture.stderr if capture else sys.stderr
     console = Console(file=err if args.json else out, highlight=False)
-    screen = _Screen(console, quiet_stages=args.json)
+    screen = RunScreen(console, quiet_stages=args.json)
     if capture is not None:
         screen.say(f"engine and library logs: {shown_path(capture.path)} (--verbose shows them here)")
 
     from r3graph.telemetry import configure_tracing
 
-    backend = _backend_for(args)
-    tracing = configure_tracing(args.trace)
-    stand_in = _stand_in(args, screen.say) if args.output == "image" and args.image_server == "stand-in" else None
-    image_url = stand_in.url if stand_in is not None else args.image_server if args.output == "image" else None
-    recorder = StageRecorder()
-    details = {"model": backend.label, "pack": backend.pack, "reflect": args.reflect,
+    recorder, tracing, stand_in = StageRecorder(), None, None
+    inputs = {"instruction": args.instruction, "images": list(args.image or [])}
+    details = {"model": "(not started)", "pack": str(args.pack), "reflect": args.reflect,
                "max_rounds": str(args.max_rounds), "select": args.select}
-
-    def report(result: dict[str, Any], error: str | None = None) -> None:
-        inputs = {"instruction": args.instruction, "images": list(args.image or [])}
-        write_report(result, args.report, inputs=inputs, stages=recorder.stages, details=details, error=error)
-    try:
+    try:  # from here on fds 1/2 are the log file: every failure must be told on `err`
+        backend = _backend_for(args)
+        details |= {"model": f"{backend.model_name} ({backend.kind})", "pack": backend.pack}
+        tracing = configure_tracing(args.trace)
+        stand_in = _stand_in(args, screen.say) if args.output == "image" and args.image_server == "stand-in" else None
+        image_url = stand_in.url if stand_in is not None else args.image_server if args.output == "image" else None
+        if image_url is not None:
+            details["image generator"] = "stand-in painter (not a model)" if stand_in is not None else image_url
         elapsed = asyncio.run(_run_graph(args, backend, checked, screen, image_url, recorder))
     except (Exception, KeyboardInterrupt) as exc:
         if args.report and isinstance(exc, R3Error) and exc.rounds:  # the work done, with the error
-            report({"rounds": exc.rounds}, error=str(exc))
+            write_report({"rounds": exc.rounds}, args.report, inputs=inputs, stages=recorder.stages,
+                         details=details, error=str(exc))
         return run_failed(exc, capture, err)
     finally:
-        tracing()
+        if tracing is not None:
+            tracing()
         if stand_in is not None:
             stand_in.stop()
         from r3graph.serving.registry import shutdown_engines
@@ -228,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     rounds = final.get("rounds", [])
     files = _save_images(rounds, final, args.save_images) if args.save_images else {}
     if args.report:
-        report(final)
+        write_report(final, args.report, inputs=inputs, stages=recorder.stages, details=details)
     result = {
         "output": final.get("output"), "stop_reason": final.get("stop_reason"),
         "rounds": [_round_json(r, files) for r in rounds],

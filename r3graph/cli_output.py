@@ -15,9 +15,9 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
-from r3graph.errors import R3Error
+from r3graph.errors import R3Error, R3ValidationError
 
 
 def logs_dir() -> Path:
@@ -84,6 +84,38 @@ def event_line(event: dict[str, Any]) -> str | None:
     return f"[{where}] {stage}: {text}"
 
 
+class RunScreen:
+    """The person's view of a run: stage lines, a spinner while the engine starts, dim notes."""
+
+    colours: ClassVar[dict[str, str]] = {"reason": "cyan", "refine": "green", "reflect": "yellow", "review": "magenta"}
+
+    def __init__(self, console: Any, quiet_stages: bool) -> None:
+        self.console, self.quiet_stages = console, quiet_stages
+        self.start_s: float | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        line = event_line(event)
+        if line is not None and not self.quiet_stages:
+            self.console.print(line, style=self.colours.get(str(event.get("stage")), "white"), markup=False)
+
+    def say(self, text: str) -> None:
+        # soft_wrap: a path stays on one line, whole, to copy and paste
+        self.console.print(f"r3graph: {text}", style="dim", markup=False, highlight=False, soft_wrap=True)
+
+    async def engine_start(self, starting: Any) -> None:
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        t0 = time.perf_counter()
+        spinner = Spinner("dots", text="starting the vLLM engine (tens of seconds on a CPU)...")
+        # No stdout/stderr redirection by rich: fds 1/2 already go to the log file (or, with
+        # --verbose, should reach the terminal as they are).
+        with Live(spinner, console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False):
+            await starting
+        self.start_s = time.perf_counter() - t0
+        self.say(f"engine ready in {self.start_s:.1f} s")
+
+
 def summary_lines(final: dict[str, Any], elapsed: float, start_s: float | None, saved: str | None) -> list[str]:
     usage = final.get("usage")
     rounds = len(final.get("rounds") or [])
@@ -116,11 +148,14 @@ def error_lines(exc: BaseException) -> list[str]:
 
 def run_failed(exc: BaseException, capture: LogCapture | None, err: TextIO) -> int:
     """After a failed run: the log in full (it is why), then the error in a line or two. Exit status 1;
-    130 for Ctrl-C. A traceback is written only for errors that are not ours (to the log, or to the
+    2 for bad input, 130 for Ctrl-C. A traceback is written only for errors that are not ours (to the log, or to the
     terminal with --verbose), where it is what a bug report needs."""
     if isinstance(exc, KeyboardInterrupt):
         err.write("r3graph: interrupted\n")
         return 130
+    if isinstance(exc, R3ValidationError):  # found after the checks (e.g. by a server): still bad input
+        err.write(f"r3graph: {exc}\n")
+        return 2
     if not isinstance(exc, R3Error):
         traceback.print_exception(exc)
     if capture is not None:

@@ -62,6 +62,10 @@ class StageRecorder:
         self._last = time.perf_counter()
         self._round: int | None = None
 
+    def reset_clock(self) -> None:
+        """The first stage's time counts from now (e.g. after an engine has started)."""
+        self._last = time.perf_counter()
+
     def observe(self, part: Any) -> dict[str, Any] | None:
         namespace, mode, chunk = part if len(part) == 3 else ((), *part)
         if mode == "custom":
