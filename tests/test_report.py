@@ -164,3 +164,18 @@ def test_r3graph_report_refuses_a_file_that_is_not_a_trajectory_in_one_line(
     assert err.count("\n") == 0 and "not a trajectory file from `r3graph export`" in err
     assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such trajectory file" in capsys.readouterr().err
+
+
+async def test_an_image_run_kept_as_a_trajectory_record_reports_its_images(tmp_path: Path) -> None:
+    from r3graph.export import trajectory_record, write_jsonl
+
+    inputs, result, _ = await image_run()
+    record = trajectory_record(inputs, result, model="oracle", pack="scenes", context={"output": "image"})
+    write_jsonl([record], tmp_path / "images.jsonl")  # the PNGs travel as base64 in the JSON
+    path, count = write_trajectory_report(tmp_path / "images.jsonl", tmp_path / "images.html")
+    page = path.read_text()
+    assert count == 1
+    assert_self_contained(page)
+    for round_ in result["rounds"]:
+        assert base64.b64encode(round_.image).decode() in page
+    assert "edit applied:</b> " in page and 'alt="final image (round 1)"' in page
