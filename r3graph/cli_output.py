@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from r3graph.errors import R3Error, R3ValidationError
+
+KEEP_LOGS = 50  # per command; older run logs are removed as new ones start
 
 
 def logs_dir() -> Path:
@@ -47,7 +50,13 @@ class LogCapture:
 
     def __init__(self, command: str) -> None:
         folder = logs_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only install or cache: the logs still need a home
+            folder = Path(tempfile.gettempdir()) / "r3graph-logs"
+            folder.mkdir(parents=True, exist_ok=True)
+        for old in sorted(folder.glob(f"{command}-*.log"))[:-KEEP_LOGS]:  # names sort by time
+            old.unlink(missing_ok=True)
         self.path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         sys.stdout.flush()
         sys.stderr.flush()
