@@ -18,7 +18,7 @@ VLLM_EXTRA ?= cpu
 OMNI_VENV := .venv-omni
 OMNI_VERSION := 0.30.0
 
-.PHONY: setup omni-env demo test test-quick lint bench train eval clean gpu-check
+.PHONY: setup omni-env demo test test-quick lint bench train eval clean browser gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,9 @@ setup: $(VENV)/.installed
 $(OMNI_VENV)/.installed: tests/conformance/requirements-omni.txt Makefile
 	test -x $(OMNI_VENV)/bin/python || $(PYTHON) -m venv $(OMNI_VENV)
 	$(OMNI_VENV)/bin/python -m pip install -q --upgrade pip
-	$(OMNI_VENV)/bin/python -m pip install -q --no-deps "vllm-omni==$(OMNI_VERSION)"
 	$(OMNI_VENV)/bin/python -m pip install -q -r tests/conformance/requirements-omni.txt
+	# last, and without its requirements (torch, diffusers...): the check runs only its request handling
+	$(OMNI_VENV)/bin/python -m pip install -q --no-deps "vllm-omni==$(OMNI_VERSION)"
 	touch $@
 
 omni-env: $(OMNI_VENV)/.installed
@@ -43,8 +44,16 @@ omni-env: $(OMNI_VENV)/.installed
 demo: setup
 	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
 
-test: setup omni-env
+test: setup browser omni-env
 	R3GRAPH_REQUIRE_OMNI=1 $(PY) -m pytest -q
+
+# The report tests open pages in a real headless Chromium (Debian's `chromium`): installed when
+# missing; where it cannot be (no root or sudo, no apt), the browser tests skip and say so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    || echo "make browser: could not install chromium; the browser tests will skip"; }
 
 # The quick local loop: skips the tests that start a real vLLM engine or server.
 test-quick: setup

@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from r3graph.errors import R3ConfigError, R3Error, R3ValidationError
 from r3graph.export_cli import add_export_parser, run_export
+from r3graph.report_cli import add_report_parser, run_report
 from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+
+# argparse exits with 2 on a bad command line; a bad input or option found by our checks is the same
+# kind of mistake, so it gets the same status. A run that starts and fails exits with 1.
+EXIT_BAD_INPUT = 2
 
 
 def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -30,10 +36,7 @@ def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _check_model_dir(path: str) -> str:
     if not (Path(path) / "config.json").is_file():
-        sys.exit(
-            f"r3graph: no model at {path} (config.json missing). Pass --model DIR "
-            "(an HF-format model directory) or --base-url URL of a running server."
-        )
+        raise R3ConfigError(f"--model {path}: no model there (config.json missing); pass an HF-format model directory")
     return path
 
 
@@ -75,7 +78,7 @@ def _backend_for(args: argparse.Namespace) -> Any:
             return make_backend("server", base_url=args.base_url, pack=args.pack)
         return make_backend("engine", model_dir=args.model, pack=args.pack)
     except (FileNotFoundError, ValueError) as exc:
-        sys.exit(f"r3graph: {exc}. Pass --model DIR (an HF-format model directory) or --base-url URL.")
+        raise R3ConfigError(f"{exc}. Pass --model DIR (an HF-format model directory) or --base-url URL.") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -84,57 +87,38 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _event_line(event: dict[str, Any]) -> str:
-    stage = str(event.get("stage", "?"))
-    where = f"round {event.get('round', '?')}"
-    if "index" in event:
-        where += f" #{event['index']}"
-    head = f"[{where}] {stage}"
-    if "verdict" in event:
-        head += f" ({event['verdict']}, score {event.get('score', 0):.2f})"
-    item = f"{event['item']} -> " if "item" in event else ""
-    return f"{head}: {item}{event.get('text', '')}"
-
-
 async def _run_graph(
-    args: argparse.Namespace, backend: Any, show: Any, image_url: str | None
-) -> tuple[dict[str, Any], float]:
-    from r3graph import R3Context, build_r3_graph
-    from r3graph.image_generation import ImageParams
+    args: argparse.Namespace, backend: Any, checked: Any, show: Any, image_url: str | None, recorder: Any
+) -> float:
+    from r3graph import build_r3_graph
     from r3graph.serving.image_client import OmniImageClient
 
     model = backend.model
     images = OmniImageClient(image_url, model=args.image_model or "", api=args.image_api) if image_url else None
     graph = build_r3_graph(model, pack=backend.pack, image_backend=images).compile()
-    ctx = R3Context(
-        max_rounds=args.max_rounds, reflect=args.reflect, select=args.select, output=args.output,
-        image=ImageParams(size=args.size, steps=args.steps, guidance=args.guidance, seed=args.seed, plan=args.plan),
-    )
-    inputs: Any = {"instruction": args.instruction, "images": list(args.image or [])}
-    final: Any = {}
-    if hasattr(model, "astart"):
-        await model.astart()  # engine start-up (~30 s on CPU) is not part of the run's time
-    t0 = time.perf_counter()
-    modes: Any = ["custom", "values"]
+    inputs: Any = {"instruction": args.instruction, "images": checked.images}
     try:
-        async for part in graph.astream(inputs, context=ctx, stream_mode=modes, subgraphs=True):
-            _namespace, mode, chunk = part
-            if mode == "custom" and isinstance(chunk, dict):
-                show(chunk)
-            elif mode == "values" and not _namespace:
-                final = chunk
+        if hasattr(model, "astart"):
+            # Engine start-up (tens of seconds on a CPU) is not part of the run's time.
+            await show.engine_start(model.astart())
+        t0 = time.perf_counter()
+        recorder.reset_clock()  # stage times count from here, not from the engine start
+        async for part in graph.astream(inputs, context=checked.context, stream_mode=recorder.modes, subgraphs=True):
+            event = recorder.observe(part)
+            if event is not None:
+                show(event)
     finally:
         if images is not None:
             await images.aclose()
-    return final, time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
-def _stand_in(args: argparse.Namespace) -> Any:
+def _stand_in(args: argparse.Namespace, say: Any) -> Any:
     """The stand-in image generator, in-process on a free loopback port, for --image-server stand-in."""
     from r3graph.scenes.paint_server import NOTICE, PaintServer
 
     server = PaintServer(error_rate=args.stand_in_error_rate, seed=args.seed or 0).start()
-    print(f"r3graph: image generator: {server.url} ({NOTICE})", file=sys.stderr, flush=True)
+    say(f"image generator: {server.url} ({NOTICE})")
     return server
 
 
@@ -161,50 +145,58 @@ def _round_json(r: Any, files: dict[int, str]) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if not args.verbose:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    apply_vllm_env_defaults()
-    if args.output == "text" and not args.image:
-        sys.exit("r3graph: --image FILE is required (or --output image to generate one from --instruction)")
-    if args.output == "image" and args.image:
-        sys.exit("r3graph: --output image generates from --instruction alone; drop --image")
-    for image in args.image or []:
-        if not Path(image).is_file():
-            sys.exit(f"r3graph: image not found: {image}")
-    json_out = None
-    if args.json:
-        # Keep stdout for the one JSON object: vLLM and its child processes log to fd 1, so
-        # point fd 1 at stderr for the run and write the result to the saved original.
-        json_out = os.fdopen(os.dup(1), "w")
-        os.dup2(2, 1)
+    from r3graph.preflight import check_run
 
+    checked = check_run(args)  # before anything slow starts: bad input fails in about a second
+    if not args.verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")  # the full story, in the log file
+    apply_vllm_env_defaults()
     from rich.console import Console
 
-    console = Console(stderr=args.json, highlight=False)
-    colours = {"reason": "cyan", "refine": "green", "reflect": "yellow", "review": "magenta"}
+    from r3graph.cli_output import LogCapture, RunScreen, keep_stdout_for, run_failed, shown_path, summary_lines
+    from r3graph.report import StageRecorder, write_report
 
-    def show(event: dict[str, Any]) -> None:
-        if not args.json:
-            console.print(_event_line(event), style=colours.get(str(event.get("stage")), "white"),
-                          markup=False)
+    capture = None if args.verbose else LogCapture("run")
+    out = capture.stdout if capture else keep_stdout_for(args.json)
+    err = capture.stderr if capture else sys.stderr
+    console = Console(file=err if args.json else out, highlight=False)
+    screen = RunScreen(console, quiet_stages=args.json)
+    if capture is not None:
+        screen.say(f"engine and library logs: {shown_path(capture.path)} (--verbose shows them here)")
 
     from r3graph.telemetry import configure_tracing
 
-    backend = _backend_for(args)
-    tracing = configure_tracing(args.trace)
-    stand_in = _stand_in(args) if args.output == "image" and args.image_server == "stand-in" else None
-    image_url = stand_in.url if stand_in is not None else args.image_server if args.output == "image" else None
-    try:
-        final, elapsed = asyncio.run(_run_graph(args, backend, show, image_url))
+    recorder, tracing, stand_in = StageRecorder(), None, None
+    inputs = {"instruction": args.instruction, "images": list(args.image or [])}
+    details = {"model": "(not started)", "pack": str(args.pack), "reflect": args.reflect,
+               "max_rounds": str(args.max_rounds), "select": args.select}
+    try:  # from here on fds 1/2 are the log file: every failure must be told on `err`
+        backend = _backend_for(args)
+        details |= {"model": f"{backend.model_name} ({backend.kind})", "pack": backend.pack}
+        tracing = configure_tracing(args.trace)
+        stand_in = _stand_in(args, screen.say) if args.output == "image" and args.image_server == "stand-in" else None
+        image_url = stand_in.url if stand_in is not None else args.image_server if args.output == "image" else None
+        if image_url is not None:
+            details["image generator"] = "stand-in painter (not a model)" if stand_in is not None else image_url
+        elapsed = asyncio.run(_run_graph(args, backend, checked, screen, image_url, recorder))
+    except (Exception, KeyboardInterrupt) as exc:
+        if args.report and isinstance(exc, R3Error) and exc.rounds:  # the work done, with the error
+            write_report({"rounds": exc.rounds}, args.report, inputs=inputs, stages=recorder.stages,
+                         details=details, error=str(exc))
+        return run_failed(exc, capture, err)
     finally:
-        tracing()
+        if tracing is not None:
+            tracing()
         if stand_in is not None:
             stand_in.stop()
         from r3graph.serving.registry import shutdown_engines
 
         shutdown_engines()
+    final = recorder.result
     rounds = final.get("rounds", [])
     files = _save_images(rounds, final, args.save_images) if args.save_images else {}
+    if args.report:
+        write_report(final, args.report, inputs=inputs, stages=recorder.stages, details=details)
     result = {
         "output": final.get("output"), "stop_reason": final.get("stop_reason"),
         "rounds": [_round_json(r, files) for r in rounds],
@@ -212,19 +204,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     }
     if args.save_images:
         result["image_dir"] = args.save_images
-    if json_out is not None:
-        json_out.write(json.dumps(result, default=_plain) + "\n")
-        json_out.flush()
-    else:
-        console.rule("result")
-        if final.get("image") is not None:  # the answer is an image; its text is what made it
-            saved = f"{args.save_images}/final.png" if args.save_images else "not saved (--save-images DIR)"
-            console.print(f"image of round {final.get('selected_round')}, {len(final['image'])} bytes: {saved}",
-                          markup=False)
-        else:
-            console.print(result["output"], markup=False)
-        console.print(f"stop: {result['stop_reason']}  usage: {result['usage']}  time: {elapsed:.2f} s",
-                      style="dim", markup=False)
+    if args.report:
+        result["report"] = args.report
+    if args.json:
+        out.write(json.dumps(result, default=_plain) + "\n")
+        out.flush()
+        return 0
+    console.rule("result", style="dim")
+    saved = f"{args.save_images}/final.png" if args.save_images else None
+    head, stats = summary_lines(final, elapsed, screen.start_s, saved)
+    console.print(head, markup=False)
+    console.print(stats, style="dim", markup=False, soft_wrap=True)
+    if args.report:
+        screen.say(f"report: {args.report}")
     return 0
 
 
@@ -269,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
     r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
     r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")
-    r.add_argument("--verbose", action="store_true", help="keep vLLM's INFO logs")
+    r.add_argument("--verbose", action="store_true",
+                   help="show engine and library logs here (by default they go to a log file under .cache/logs)")
+    r.add_argument("--report", default=None, metavar="PATH.html",
+                   help="write a self-contained HTML report of the run (rounds, checks, images, timings)")
     r.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
                    help="export spans: otlp reads the standard OTEL_EXPORTER_OTLP_* variables")
 
@@ -277,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("paint-server", help="the stand-in image generator (scene painter) on 127.0.0.1", add_help=False)
 
     add_export_parser(sub)
+    add_report_parser(sub)
     return ap
 
 
@@ -288,13 +284,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         paint_server(ours[1:])
         return 0
     args = build_parser().parse_args(ours)
-    if args.command == "serve":
-        return _cmd_serve(args, passthrough)
-    if passthrough:
-        sys.exit("r3graph: `--` passthrough flags are only for `serve`")
-    if args.command == "export":
-        return run_export(args)
-    return _cmd_run(args)
+    try:
+        if args.command == "serve":
+            return _cmd_serve(args, passthrough)
+        if passthrough:
+            raise R3ConfigError("`--` passthrough flags are only for `serve`")
+        if args.command == "export":
+            return run_export(args)
+        if args.command == "report":
+            return run_report(args)
+        return _cmd_run(args)
+    except R3ValidationError as exc:  # bad input or options: say what to change, no traceback
+        print(f"r3graph: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":
