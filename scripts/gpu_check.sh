@@ -20,6 +20,7 @@ VENV=${GPU_VENV:-$REPO/.venv-gpu}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$REPO/bench/results/gpu/$STAMP
 START=$(date +%s)
+command -v nvidia-smi > /dev/null || { echo "gpu_check: nvidia-smi not found: this needs an NVIDIA GPU" >&2; exit 2; }
 mkdir -p "$OUT"
 # Model weights are in the repository; nothing is fetched at run time.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -54,7 +55,6 @@ install_env() {
     "$VENV/bin/python" -m pip freeze --exclude-editable > "$OUT/pip-freeze.txt"
 }
 
-command -v nvidia-smi > /dev/null || { echo "gpu_check: nvidia-smi not found: this needs an NVIDIA GPU" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 note "GPU: $(head -1 "$OUT/gpu.txt")"
 
