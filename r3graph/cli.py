@@ -94,7 +94,7 @@ async def _run_graph(
     from r3graph.serving.image_client import OmniImageClient
 
     model = backend.model
-    images = OmniImageClient(image_url, model=args.image_model or "") if image_url else None
+    images = OmniImageClient(image_url, model=args.image_model or "", api=args.image_api) if image_url else None
     graph = build_r3_graph(model, pack=backend.pack, image_backend=images).compile()
     inputs: Any = {"instruction": args.instruction, "images": checked.images}
     try:
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vllm-omni base URL (e.g. http://127.0.0.1:8001/v1), or 'stand-in' (default): the "
                    "scene painter in-process, a stand-in for the generator")
     r.add_argument("--image-model", default=None, help="model name sent to the image server")
+    r.add_argument("--image-api", choices=["images", "chat"], default="images",
+                   help="vllm-omni endpoints: images (/v1/images/*) or chat (/v1/chat/completions, BAGEL's example)")
     r.add_argument("--stand-in-error-rate", type=float, default=0.3, help="chance the stand-in paints one mistake")
     r.add_argument("--size", default=None, help="image size WxH (image output)")
     r.add_argument("--steps", type=int, default=None, help="diffusion steps (image output)")

@@ -21,15 +21,17 @@ class ImageParams(BaseModel):
     """Generation settings for one request (``R3Context(image=ImageParams(...))``).
 
     ``None`` leaves a setting to the server. Names follow vllm-omni's request fields where they
-    differ: ``steps`` is sent as ``num_inference_steps`` and ``guidance`` as ``guidance_scale``.
+    differ: ``steps`` is sent as ``num_inference_steps`` and ``guidance`` as ``guidance_scale`` (or the
+    client's ``guidance_field``). The bounds are vllm-omni's own (``ImageGenerationRequest``: steps
+    1..200, guidance 0..20, a 64-bit seed), so a value it would reject fails here, before any call.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     size: str | None = Field(default=None, description="'WIDTHxHEIGHT', e.g. '512x512'.")
-    steps: int | None = Field(default=None, ge=1, le=1000, description="Diffusion steps.")
-    guidance: float | None = Field(default=None, ge=0.0, le=100.0, description="Classifier-free guidance.")
-    seed: int | None = Field(default=None, ge=0, description="Same seed + same prompt = same image.")
+    steps: int | None = Field(default=None, ge=1, le=200, description="Diffusion steps.")
+    guidance: float | None = Field(default=None, ge=0.0, le=20.0, description="Classifier-free guidance.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Same seed + same prompt = same image.")
     plan: bool = Field(
         default=False,
         description="Reason first asks the chat model for a detailed generation prompt (the paper's "

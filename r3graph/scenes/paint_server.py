@@ -1,7 +1,8 @@
 """A STAND-IN for an image generator, speaking vllm-omni's OpenAI-style image API. Not a model.
 
 It paints prompts about the scene world (coloured shapes, see :mod:`r3graph.scenes.world`) with the
-scene renderer: ``POST /v1/images/generations`` lays the prompt out exactly
+scene renderer (and the same through ``POST /v1/chat/completions`` with ``modalities: ["image"]``,
+vllm-omni's BAGEL path): ``POST /v1/images/generations`` lays the prompt out exactly
 (:func:`r3graph.scenes.painter.layout`) and, with probability ``error_rate``, makes one mistake a
 generator makes (:func:`r3graph.scenes.image_edits.make_mistake`); ``POST /v1/images/edits`` applies
 one edit sentence to a painting it made (the PNG carries its scene in a text chunk). So output mode
@@ -100,6 +101,33 @@ def _prompt(value: Any) -> str:
     return value
 
 
+def _check_model(value: Any) -> None:
+    """vllm-omni answers a request naming another model with this 400 (its exact words)."""
+    if value not in (None, "", MODEL_ID):
+        raise ApiError(400, f"Model mismatch: request specifies '{value}' but server is running '{MODEL_ID}'.")
+
+
+def _chat_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
+    """The prompt and input images of a chat request, read as vllm-omni reads them: the user's
+    messages only, text parts joined by a space, images only as ``data:image`` URLs."""
+    texts: list[str] = []
+    images: list[bytes] = []
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        for part in [content] if isinstance(content, str) else content or []:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif isinstance(part, dict) and part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                if url.startswith("data:image") and "," in url:
+                    images.append(base64.b64decode(url.split(",", 1)[1]))
+    return " ".join(texts).strip(), images
+
+
 def _check_format(value: Any) -> None:
     if value not in (None, "", "b64_json"):
         raise ApiError(400, f"response_format {value!r} is not supported; this server answers with b64_json only")
@@ -166,6 +194,7 @@ class PaintServer(LoopbackHTTPServer):
     def generate(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt, size, seed = _prompt(body.get("prompt")), _size(body.get("size")), _seed(body.get("seed"))
         _check_format(body.get("response_format"))
+        _check_model(body.get("model"))
         n = body.get("n", 1)
         if not isinstance(n, int) or not 1 <= n <= 4:
             raise ApiError(400, f"n must be an integer from 1 to 4, got {n!r}")
@@ -189,6 +218,7 @@ class PaintServer(LoopbackHTTPServer):
     def edit(self, fields: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
         instruction, seed = _prompt(fields.get("prompt")), _seed(fields.get("seed"))
         _check_format(fields.get("response_format"))
+        _check_model(fields.get("model"))
         image = files.get("image") or files.get("image[]")
         if not image:
             raise ApiError(400, "'image' is required: the PNG to edit, as a file field")
@@ -208,6 +238,23 @@ class PaintServer(LoopbackHTTPServer):
             scene = apply_edit(scene, instruction, rng)
         self._count("edits")
         return self._reply([encode_png(scene, size)])
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``/v1/chat/completions`` with ``modalities: ["image"]``, as vllm-omni serves BAGEL: generates,
+        or edits the first input image; the image comes back as an ``image_url`` content part."""
+        if "image" not in (body.get("modalities") or []):
+            raise ApiError(400, "Unsupported output modalities text for this model. Supported modalities: image")
+        _check_model(body.get("model"))
+        prompt, images = _chat_parts(body)
+        fields = {"prompt": prompt, "size": body.get("size"), "seed": body.get("seed")}
+        if images:
+            reply = self.edit({k: str(v) for k, v in fields.items() if v is not None}, {"image": images[0]})
+        else:
+            reply = self.generate(fields)
+        url = "data:image/png;base64," + reply["data"][0]["b64_json"]
+        message = {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+        return {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": reply["created"],
+                "model": MODEL_ID, "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
 
     def _request_rng(self, *parts: object) -> random.Random:
         seed = parts[-1]
@@ -250,7 +297,7 @@ class PaintServer(LoopbackHTTPServer):
 
             def _post(self) -> dict[str, Any] | None:
                 route = self._route()
-                if route not in ("/v1/images/generations", "/v1/images/edits"):
+                if route not in ("/v1/images/generations", "/v1/images/edits", "/v1/chat/completions"):
                     return None
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
@@ -263,10 +310,10 @@ class PaintServer(LoopbackHTTPServer):
                 try:
                     payload = json.loads(body or b"{}")
                 except ValueError:
-                    raise ApiError(400, "images/generations takes a JSON body") from None
+                    raise ApiError(400, "this endpoint takes a JSON body") from None
                 if not isinstance(payload, dict):
                     raise ApiError(400, "images/generations takes a JSON object")
-                return server.generate(payload)
+                return server.chat(payload) if route.endswith("/completions") else server.generate(payload)
 
             def _handle(self, work: Callable[[], dict[str, Any] | None]) -> None:
                 status, payload = 200, None

@@ -22,7 +22,7 @@ from r3graph.image_generation import ImageBackend, ImageParams
 from r3graph.scenes.image_edits import image_edit
 from r3graph.scenes.language import caption
 from r3graph.scenes.metrics import score_caption
-from r3graph.scenes.paint_server import PaintServer
+from r3graph.scenes.paint_server import MODEL_ID, PaintServer
 from r3graph.scenes.painter import decode_scene, layout
 from r3graph.scenes.questions import answer_yes_no, yes_no_questions_for_caption
 from r3graph.serving.image_client import OmniImageClient
@@ -163,10 +163,11 @@ async def test_an_edit_that_changes_nothing_ends_the_loop_as_unchanged() -> None
 async def test_generation_and_edit_spans_say_their_output_is_an_image(
     wrong_colour: PaintServer, spans: InMemorySpanExporter
 ) -> None:
-    async with OmniImageClient(wrong_colour.url, model="painter") as client:
+    # the served model's name: the stand-in, like vllm-omni, refuses a request naming another model
+    async with OmniImageClient(wrong_colour.url, model=MODEL_ID) as client:
         await image_graph(oracle(), client).ainvoke({"instruction": PROMPT}, context=context())
     image_spans = [s for s in spans.get_finished_spans() if s.name.startswith("images.")]
-    assert [s.name for s in image_spans] == ["images.generate painter", "images.edit painter"]
+    assert [s.name for s in image_spans] == [f"images.generate {MODEL_ID}", f"images.edit {MODEL_ID}"]
     for span in image_spans:
         attributes = dict(span.attributes or {})
         assert attributes["gen_ai.output.type"] == "image" and attributes["r3.image.seed"] == 7

@@ -59,10 +59,11 @@ async def test_same_seed_same_bytes(painter: PaintServer) -> None:
     assert other != first
 
 
-async def test_a_mistaken_painting_is_repaired_by_the_judges_edits() -> None:
+@pytest.mark.parametrize("api", ["images", "chat"])
+async def test_a_mistaken_painting_is_repaired_by_the_judges_edits(api: str) -> None:
     target = layout(PROMPT, random.Random(0))  # supplies the sizes image_edit needs
     with PaintServer(error_rate=1.0, seed=3) as server:
-        async with OmniImageClient(server.url) as client:
+        async with OmniImageClient(server.url, api=api) as client:
             png = await client.agenerate(PROMPT, ImageParams(seed=1))
             painted = decode_scene(png)
             assert painted is not None and not score_caption(PROMPT, painted).exact_match
@@ -87,6 +88,20 @@ async def test_editing_a_foreign_png_is_a_permanent_error_with_the_servers_messa
     assert not err.value.transient
     assert "not an image this stand-in painted" in str(err.value)
     assert "400" in str(err.value) and f"{painter.url}/images/edits" in str(err.value)
+
+
+@pytest.mark.parametrize("api", ["images", "chat"])
+async def test_the_stand_in_refuses_another_model_as_vllm_omni_does(painter: PaintServer, api: str) -> None:
+    async with OmniImageClient(painter.url, model="ByteDance-Seed/BAGEL-7B-MoT", api=api) as client:
+        with pytest.raises(R3ModelError, match=f"pass model='{MODEL_ID}'") as err:
+            await client.agenerate(PROMPT, ImageParams())
+    assert not err.value.transient
+
+
+async def test_the_stand_in_chat_path_paints_what_the_images_path_paints(painter: PaintServer) -> None:
+    async with OmniImageClient(painter.url) as images, OmniImageClient(painter.url, api="chat") as chat:
+        assert await chat.agenerate(PROMPT, ImageParams(seed=5, size="64x64")) == \
+            await images.agenerate(PROMPT, ImageParams(seed=5, size="64x64"))
 
 
 @pytest.mark.parametrize(("prompt", "params", "says"), [
@@ -186,7 +201,7 @@ async def test_a_jpeg_reply_comes_back_as_png() -> None:
                                   [{"b64_json": base64.b64encode(b"plain text, no image").decode()}]])
 async def test_malformed_replies_are_permanent_errors(data: object) -> None:
     async with _mocked(lambda _: _reply(data)) as client:
-        with pytest.raises(R3ModelError, match=r"malformed|not readable") as err:
+        with pytest.raises(R3ModelError, match=r"malformed|not readable|holds no image") as err:
             await client.agenerate("p", ImageParams())
     assert not err.value.transient
 
