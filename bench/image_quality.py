@@ -201,14 +201,16 @@ def _category_lines(categories: dict[str, list[dict[str, Any]]]) -> list[str]:
     if list(categories) == ["captions"]:
         return []
     lines = ["Per category: overall accuracy of the final image (first image), Δ vs one-shot [95% CI], fixes / "
-             "regressions, and the aspects of the final image.", "",
+             "regressions, the judge on the first image (share of wrong ones flagged, of right ones passed), and "
+             "the aspects of the final image.", "",
              "| category | condition | n | overall (first) | Δ vs one-shot [95% CI] | fixes / regressions | "
-             + " | ".join(ASPECTS) + " |", "| --- " * (6 + len(ASPECTS)) + "|"]
+             "judge recall | judge pass on right | " + " | ".join(ASPECTS) + " |", "| --- " * (8 + len(ASPECTS)) + "|"]
     for category, rows in categories.items():
         for r in rows:
             lines.append(f"| {category} | {r['condition']} | {r['prompts']} | "
                          f"{_f(r['exact'])} ({_f(r['first_exact'])}) | "
                          f"{_ci(r.get('delta_exact'))} | {r['fixes']} / {r['regressions']} | "
+                         f"{_f(r['judge_recall'])} | {_f(r['judge_pass_on_right'])} | "
                          + " | ".join(_f(r[a]) for a in ASPECTS) + " |")
     return [*lines, ""]
 

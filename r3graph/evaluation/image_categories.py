@@ -13,8 +13,8 @@ from r3graph.evaluation.stats import binomial_lower_bound, paired_bootstrap
 
 def summarise_categories(records: dict[str, list[ImageRunRecord]]) -> dict[str, list[dict[str, Any]]]:
     """For each prompt category (in order of first appearance), one row per condition: accuracy of the
-    final and first image, per-aspect accuracy, fixes and regressions, and the paired bootstrap
-    difference to one-shot on the same prompts."""
+    final and first image, per-aspect accuracy, fixes and regressions, the judge's recall and pass rate
+    on right images (first image), and the paired bootstrap difference to one-shot on the same prompts."""
     base = {r.index: r for r in records[ONE_SHOT.name]}
     categories = list(dict.fromkeys(r.category for r in sorted(base.values(), key=lambda r: r.index)))
     out: dict[str, list[dict[str, Any]]] = {}
@@ -33,6 +33,10 @@ def summarise_categories(records: dict[str, list[ImageRunRecord]]) -> dict[str, 
             for aspect in ASPECTS:
                 values = [getattr(r.score, aspect) for r in mine]
                 row[aspect] = mean_or_nan([float(v) for v in values if v is not None])
+            # the judge on the first image: which link fails here (flagging wrong images, or passing right ones)
+            first = [r.judged[0] for r in mine if r.judged]
+            row["judge_recall"] = mean_or_nan([j.verdict == "revise" for j in first if not j.correct])
+            row["judge_pass_on_right"] = mean_or_nan([j.verdict == "pass" for j in first if j.correct])
             if name != ONE_SHOT.name and all(r.index in base for r in mine):
                 row["delta_exact"] = paired_bootstrap([float(base[r.index].score.exact) for r in mine],
                                                       [float(r.score.exact) for r in mine]).model_dump()

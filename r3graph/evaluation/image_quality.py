@@ -38,7 +38,7 @@ from r3graph.image_generation import ImageBackend, ImageParams
 from r3graph.messages import text_and_images
 from r3graph.scenes.geneval_prompts import GENEVAL_SEED, geneval_prompts
 from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.language import ParsedCaption, caption, parse_caption
+from r3graph.scenes.language import SIZE_WORDS, ParsedCaption, caption, parse_caption
 from r3graph.scenes.painter import decode_scene, layout
 from r3graph.scenes.world import Scene, generate_scenes
 from r3graph.state import Round
@@ -70,8 +70,9 @@ def held_out_prompts(n: int, seed: int = HELD_OUT_SEED) -> list[PromptCase]:
 
 def geneval_cases(n: int, seed: int = GENEVAL_SEED) -> list[PromptCase]:
     """``n`` prompts in GenEval's six categories from their own generator (not the world's captions),
-    each with its spec; the oracle's target is one layout of the prompt (seeded by its index)."""
-    return [PromptCase(p.index, p.prompt, layout(p.prompt, random.Random(p.index)), p.category, p.spec)
+    each with its spec; the oracle's target is one layout of the prompt."""
+    # The target is seeded by the prompt's text: a prompt that repeats has one target (the oracle's is per prompt).
+    return [PromptCase(p.index, p.prompt, layout(p.prompt, random.Random(p.prompt)), p.category, p.spec)
             for p in geneval_prompts(n, seed)]
 
 
@@ -162,6 +163,18 @@ class JudgedRound(BaseModel):
     verdict: str
     critique: str
     true_edit: str | None
+    edit_exact: bool = False  # critique is the exact edit (a size the prompt leaves open may differ)
+
+
+def same_edit(critique: str, exact: str | None, wanted: ParsedCaption) -> bool:
+    """Whether a judge's edit is the exact one. Where the prompt states no size, the size the exact edit
+    picks for an added object is arbitrary ("add a small red star" and "add a large red star" both fix
+    a missing red star), so sizes are then left out of the comparison."""
+    if exact is None or critique == exact:
+        return critique == exact
+    if any(o.size is not None for o in wanted.objects):
+        return False
+    return [w for w in critique.split() if w not in SIZE_WORDS] == [w for w in exact.split() if w not in SIZE_WORDS]
 
 
 class ImageRunRecord(BaseModel):
@@ -214,10 +227,11 @@ async def run_image_condition(
             progress(f"  {condition.name} @ {error_rate}: {done}/{len(cases)}")
         first = rounds[0].image if rounds else None
         wanted = case.wanted
+        exact_edits = [true_edit(case.prompt, r.image, case.scene, case.spec) for r in rounds]
         judged = [JudgedRound(index=r.index, strategy=r.reflection.strategy, verdict=r.verdict or "",
                               correct=score_image(wanted, r.image).exact, critique=r.reflection.critique,
-                              true_edit=true_edit(case.prompt, r.image, case.scene, case.spec))
-                  for r in rounds if r.reflection is not None]
+                              true_edit=exact, edit_exact=same_edit(r.reflection.critique, exact, wanted))
+                  for r, exact in zip(rounds, exact_edits, strict=True) if r.reflection is not None]
         agrees = [detector_agrees(r.image) for r in rounds]
         return ImageRunRecord(
             condition=condition.name, error_rate=error_rate, index=case.index, prompt=case.prompt,
@@ -294,6 +308,6 @@ def judge_accuracy(runs: Sequence[ImageRunRecord]) -> dict[str, float]:
             f"{prefix}accuracy": mean_or_nan([(j.verdict == "pass") == j.correct for j in items]),
         }
     out["edit_exact"] = mean_or_nan(
-        [j.critique == j.true_edit for j in first if not j.correct and j.strategy == "judge"]
+        [j.edit_exact for j in first if not j.correct and j.strategy == "judge"]
     )
     return out

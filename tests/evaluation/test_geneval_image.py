@@ -14,7 +14,9 @@ from r3graph.evaluation.image_quality import (
     ImageCondition,
     OracleImageJudge,
     geneval_cases,
+    judge_accuracy,
     run_image_condition,
+    same_edit,
     true_edit,
 )
 from r3graph.evaluation.image_scores import detector_agrees, score_image, score_spec
@@ -73,5 +75,14 @@ async def test_a_tiny_geneval_run_breaks_down_by_category_and_the_oracle_fixes_a
         assert oracle_row["exact"] == 1.0 and oracle_row["regressions"] == 0, category
         assert oracle_row["delta_exact"]["mean"] == pytest.approx(1.0 - one_shot["exact"])
     assert sum(r["exact"] < 1.0 for r in (rows[0] for rows in by_category.values())) >= 3  # error rate 1: wrong
+    assert judge_accuracy(records["oracle judge d3"])["edit_exact"] == 1.0
     reads = detector_accuracy([r for rs in records.values() for r in rs])
     assert reads["images"] >= 36 and reads["accuracy"] >= 0.95 and reads["final_score_agreement"] >= 0.95
+
+
+def test_an_edit_is_exact_up_to_a_size_the_prompt_leaves_open() -> None:
+    unsized, sized = parse_caption("a photo of two red stars"), parse_caption("two small red stars .")
+    assert same_edit("add a large red star", "add a small red star", unsized)
+    assert not same_edit("add a large red star", "add a small red star", sized)
+    assert not same_edit("add a large blue star", "add a small red star", unsized)
+    assert same_edit("no further edit needed", None, unsized) is False
