@@ -15,10 +15,13 @@ from r3graph.scenes.detector import accuracy_on_renders, compare_scenes, detect,
 from r3graph.scenes.image_edits import MISTAKE_KINDS, make_mistake
 from r3graph.scenes.language import caption
 from r3graph.scenes.painter import decode_scene, encode_png, layout
-from r3graph.scenes.world import BACKGROUND, COLOURS, SHAPES, SIZES, generate_scenes, render
-from tests.scenes.conftest import obj
+from r3graph.scenes.world import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, generate_scenes, render
 
 REQUIRED = 0.98  # exact scenes: what the issue asks of a detector that scores generators
+
+
+def obj(colour: str, shape: str, size: str, x: float, y: float) -> SceneObject:
+    return SceneObject(colour=colour, shape=shape, size=size, x=x, y=y)
 
 
 @pytest.mark.parametrize(("size", "n"), [(64, 1000), (128, 1000), pytest.param(256, 400, marks=pytest.mark.slow)])
