@@ -161,10 +161,11 @@ def classify_shape(weights: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple
     dy, dx = ys - cy, xs - cx
     moment = weights * (dx * dx + dy * dy)
     angle = np.arctan2(dy, dx)
-    strengths = tuple(float(abs((moment * np.exp(1j * k * angle)).sum()) / moment.sum()) for k in (3, 4, 5))
+    h3, h4, h5 = (float(abs((moment * np.exp(1j * k * angle)).sum()) / moment.sum()) for k in (3, 4, 5))
+    strengths = (h3, h4, h5)
     evidence = {shape: strengths[k - 3] / full for shape, (k, full) in HARMONIC.items()}
     shape = max(evidence, key=evidence.__getitem__)
-    return (shape if evidence[shape] >= SHAPE_EVIDENCE else "circle"), strengths  # type: ignore[return-value]
+    return (shape if evidence[shape] >= SHAPE_EVIDENCE else "circle"), strengths
 
 
 def detect_objects(image: Image.Image | bytes) -> list[Detection]:
