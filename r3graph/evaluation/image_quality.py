@@ -1,12 +1,14 @@
 """GenEval-style evaluation of output mode "image": one-shot generation vs R3 (generate, judge, edit).
 
-Prompts are captions of held-out scenes; the generator is the stand-in :class:`PaintServer`, which
-paints each prompt and sometimes makes one mistake (wrong colour, missing object, swapped
-positions). An image is scored against its prompt like GenEval scores a text-to-image model: one
-binary judgement per image (overall = every object, colour, count, size and relation right) plus
-per-aspect accuracies. GenEval reads the image with an object detector; here the scorer reads the
-scene the stand-in painted (:func:`decode_scene`, stored in the PNG), which is the exact truth of
-the image in this world, so the benchmark measures the loop and the judge, never a detector's error.
+Prompts are captions of held-out scenes (:func:`held_out_prompts`) or prompts in GenEval's six
+categories from their own generator (:func:`geneval_cases`); the generator is the stand-in
+:class:`PaintServer`, which paints each prompt and sometimes makes one mistake (wrong colour,
+missing object, swapped positions). An image is scored against its prompt like GenEval scores a
+text-to-image model: one binary judgement per image (overall = every object, colour, count, size
+and relation right) plus per-aspect accuracies, read from the image's pixels by the scene world's
+detector (:mod:`r3graph.evaluation.image_scores`), so any generator's images score the same way.
+The scene the stand-in stores in its PNG is read only by the oracle (the ceiling judge, the exact
+edit) and to measure the detector on the benchmark's own images.
 
 ``bench/image_quality.py`` is the command line; this module is importable for tests.
 """
@@ -18,7 +20,6 @@ import hashlib
 import json
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,75 +30,50 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from r3graph import R3Context, R3Error, build_r3_graph
+from r3graph.evaluation.image_scores import ASPECTS, ImageScore, detector_agrees, score_image, score_spec
 from r3graph.evaluation.quality import HELD_OUT_SEED
 from r3graph.evaluation.report import mean_or_nan
 from r3graph.evaluation.stats import paired_bootstrap
 from r3graph.image_generation import ImageBackend, ImageParams
 from r3graph.messages import text_and_images
+from r3graph.scenes.geneval_prompts import GENEVAL_SEED, geneval_prompts
 from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.language import caption, parse_caption
-from r3graph.scenes.metrics import score_caption
+from r3graph.scenes.language import SIZE_WORDS, ParsedCaption, caption, parse_caption
 from r3graph.scenes.painter import decode_scene, layout
 from r3graph.scenes.world import Scene, generate_scenes
 from r3graph.state import Round
 
-ASPECTS: tuple[str, ...] = ("objects", "colours", "counts", "sizes", "positions")
 SENTINEL = "no further edit needed"
 # scenes-vlm sees 64x64 images (its processor resizes anything else); painting at that size shows
 # the judge exactly the pixels it was trained on.
 IMAGE_SIZE = "64x64"
-
-
-class ImageScore(BaseModel):
-    """One image against its prompt. ``positions`` is None when the prompt states no relation."""
-
-    exact: bool
-    objects: bool  # every colour+shape kind of the prompt, with its count, and nothing else
-    colours: bool  # objects of a shape the prompt names have the prompt's colours (missing ones aside)
-    counts: bool  # how many objects of each shape (colour aside): GenEval's counting
-    sizes: bool  # every painted object that matches a prompt object has its size
-    positions: bool | None  # every stated relation holds
-    decoded: bool = True  # False: no painted scene in the image (a failed run), every aspect wrong
-
-
-def score_image(prompt: str, painted: Scene | bytes | None) -> ImageScore:
-    """GenEval-style score of a painting (its scene, or PNG bytes from the stand-in) against ``prompt``.
-
-    The aspects split the stand-in's mistakes: a wrong colour fails objects and colours, a missing
-    object objects and counts, swapped positions positions only. As in GenEval a relation needs both
-    of its objects, so positions also fail when a named object is missing or recoloured."""
-    scene = decode_scene(painted) if isinstance(painted, bytes) else painted
-    wanted = parse_caption(prompt)
-    if scene is None:
-        return ImageScore(exact=False, objects=False, colours=False, counts=False, sizes=False,
-                          positions=False if wanted.relations else None, decoded=False)
-    score = score_caption(prompt, scene)
-    want_kinds, got_kinds = wanted.kind_counts(), scene.kind_counts()
-    want_shapes, got_shapes = Counter[str](), Counter[str]()
-    for (_, shape), n in want_kinds.items():
-        want_shapes[shape] += n
-    for (_, shape), n in got_kinds.items():
-        got_shapes[shape] += n
-    # Colour attribution: of the objects matched by shape, how many also match by colour.
-    by_shape = sum(min(n, got_shapes[s]) for s, n in want_shapes.items())
-    by_kind = sum(min(n, got_kinds[k]) for k, n in want_kinds.items())
-    return ImageScore(
-        exact=score.exact_match, objects=want_kinds == got_kinds, colours=by_kind == by_shape,
-        counts=want_shapes == got_shapes, sizes=score.n_size_correct == score.n_matched,
-        positions=score.n_relations_true == score.n_relations if score.n_relations else None,
-    )
+CAPTIONS = "captions"  # the category of prompts that are the world's own captions of held-out scenes
 
 
 @dataclass(frozen=True)
 class PromptCase:
     index: int
     prompt: str
-    scene: Scene  # the held-out scene the prompt describes (the sizes of objects a painting lacks)
+    scene: Scene  # a scene the prompt describes (the oracle's target: sizes of objects a painting lacks)
+    category: str = CAPTIONS
+    spec: ParsedCaption | None = None  # what an image must show; None: what the prompt's text says
+
+    @property
+    def wanted(self) -> ParsedCaption:
+        return self.spec if self.spec is not None else parse_caption(self.prompt)
 
 
 def held_out_prompts(n: int, seed: int = HELD_OUT_SEED) -> list[PromptCase]:
     """Captions of ``n`` held-out scenes (a seed the model never trained on) as generation prompts."""
     return [PromptCase(i, caption(s), s) for i, s in enumerate(generate_scenes(seed, n))]
+
+
+def geneval_cases(n: int, seed: int = GENEVAL_SEED) -> list[PromptCase]:
+    """``n`` prompts in GenEval's six categories from their own generator (not the world's captions),
+    each with its spec; the oracle's target is one layout of the prompt."""
+    # The target is seeded by the prompt's text: a prompt that repeats has one target (the oracle's is per prompt).
+    return [PromptCase(p.index, p.prompt, layout(p.prompt, random.Random(p.prompt)), p.category, p.spec)
+            for p in geneval_prompts(n, seed)]
 
 
 @dataclass(frozen=True)
@@ -125,12 +101,22 @@ def default_image_conditions() -> list[ImageCondition]:
             ImageCondition("R3 self_questions d3", "self_questions"), ImageCondition("oracle judge d3", oracle=True)]
 
 
-def true_edit(prompt: str, png: bytes | None, target: Scene | None = None) -> str | None:
-    """The exact edit for a painting (None when it satisfies the prompt, or is no painting)."""
+def true_edit(prompt: str, png: bytes | None, target: Scene | None = None,
+              spec: ParsedCaption | None = None) -> str | None:
+    """The exact edit for a stand-in painting (None when it satisfies the prompt, or is no painting).
+
+    Reads the scene stored in the PNG: this is the test oracle, not the scorer."""
     scene = decode_scene(png) if png is not None else None
-    if scene is None:
+    wanted = spec if spec is not None else parse_caption(prompt)
+    if scene is None or score_spec(wanted, scene).exact:
         return None
-    return image_edit(prompt, scene, target if target is not None else layout(prompt, random.Random(0)))
+    target = target if target is not None else layout(prompt, random.Random(0))
+    # A size the prompt leaves open is whatever the painting has: only stated sizes call for an edit.
+    open_size = {(o.colour, o.shape) for o in wanted.objects if o.size is None}
+    painted = {o.kind: o.size for o in scene.objects}
+    target = Scene(objects=[o.model_copy(update={"size": painted[o.kind]})
+                            if o.kind in open_size and o.kind in painted else o for o in target.objects])
+    return image_edit(prompt, scene, target)
 
 
 class OracleImageJudge(BaseChatModel):
@@ -141,6 +127,7 @@ class OracleImageJudge(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     model_name: str = "oracle-image-judge"
     targets: dict[str, Scene] = Field(default_factory=dict, description="prompt -> the scene it describes")
+    specs: dict[str, ParsedCaption] = Field(default_factory=dict, description="prompt -> what it asks, if not its text")
 
     @property
     def _llm_type(self) -> str:
@@ -151,7 +138,8 @@ class OracleImageJudge(BaseChatModel):
         if not text.startswith("Prompt: "):
             raise ValueError("the oracle answers the scenes pack's image judge and refine templates only")
         prompt = text.split("\n", 1)[0].removeprefix("Prompt: ")
-        edit = true_edit(prompt, images[0] if images else None, self.targets.get(prompt)) or SENTINEL
+        edit = true_edit(prompt, images[0] if images else None, self.targets.get(prompt),
+                         self.specs.get(prompt)) or SENTINEL
         reply = json.dumps({"edit": edit}) if text.endswith("Judge the image.") else edit
         usage = {"input_tokens": len(text.split()), "output_tokens": len(reply.split())}
         message = AIMessage(content=reply, usage_metadata=usage | {"total_tokens": sum(usage.values())})
@@ -175,6 +163,18 @@ class JudgedRound(BaseModel):
     verdict: str
     critique: str
     true_edit: str | None
+    edit_exact: bool = False  # critique is the exact edit (a size the prompt leaves open may differ)
+
+
+def same_edit(critique: str, exact: str | None, wanted: ParsedCaption) -> bool:
+    """Whether a judge's edit is the exact one. Where the prompt states no size, the size the exact edit
+    picks for an added object is arbitrary ("add a small red star" and "add a large red star" both fix
+    a missing red star), so sizes are then left out of the comparison."""
+    if exact is None or critique == exact:
+        return critique == exact
+    if any(o.size is not None for o in wanted.objects):
+        return False
+    return [w for w in critique.split() if w not in SIZE_WORDS] == [w for w in exact.split() if w not in SIZE_WORDS]
 
 
 class ImageRunRecord(BaseModel):
@@ -182,6 +182,7 @@ class ImageRunRecord(BaseModel):
     error_rate: float
     index: int
     prompt: str
+    category: str = CAPTIONS
     stop_reason: str | None
     edits: list[str]  # what refine wrote each round (an edit instruction, or the sentinel: no edit)
     judged: list[JudgedRound]
@@ -192,6 +193,9 @@ class ImageRunRecord(BaseModel):
     image_calls: int
     seconds: float
     error: str | None = None
+    # per image of the run (first, then each edit): the detector read it exactly as the stand-in painted it
+    detector_agrees: list[bool] = Field(default_factory=list)
+    truth_exact: bool | None = None  # the final image scored from the scene the stand-in painted (oracle)
 
 
 async def run_image_condition(
@@ -222,19 +226,30 @@ async def run_image_condition(
         if progress and (done % max(1, len(cases) // 5) == 0 or done == len(cases)):
             progress(f"  {condition.name} @ {error_rate}: {done}/{len(cases)}")
         first = rounds[0].image if rounds else None
+        wanted = case.wanted
+        exact_edits = [true_edit(case.prompt, r.image, case.scene, case.spec) for r in rounds]
         judged = [JudgedRound(index=r.index, strategy=r.reflection.strategy, verdict=r.verdict or "",
-                              correct=score_image(case.prompt, r.image).exact, critique=r.reflection.critique,
-                              true_edit=true_edit(case.prompt, r.image, case.scene))
-                  for r in rounds if r.reflection is not None]
+                              correct=score_image(wanted, r.image).exact, critique=r.reflection.critique,
+                              true_edit=exact, edit_exact=same_edit(r.reflection.critique, exact, wanted))
+                  for r, exact in zip(rounds, exact_edits, strict=True) if r.reflection is not None]
+        agrees = [detector_agrees(r.image) for r in rounds]
         return ImageRunRecord(
-            condition=condition.name, error_rate=error_rate, index=case.index, prompt=case.prompt, stop_reason=stop,
-            edits=[r.draft for r in rounds[1:]], judged=judged,
+            condition=condition.name, error_rate=error_rate, index=case.index, prompt=case.prompt,
+            category=case.category, stop_reason=stop, edits=[r.draft for r in rounds[1:]], judged=judged,
             first_image_sha=hashlib.sha256(first or b"").hexdigest()[:16],
-            score=score_image(case.prompt, final), first_score=score_image(case.prompt, first),
+            score=score_image(wanted, final), first_score=score_image(wanted, first),
             calls=calls, image_calls=image_calls, seconds=seconds, error=error,
+            detector_agrees=[a for a in agrees if a is not None],
+            truth_exact=_truth_exact(wanted, final),
         )
 
     return list(await asyncio.gather(*(one(case) for case in cases)))
+
+
+def _truth_exact(wanted: ParsedCaption, png: bytes | None) -> bool | None:
+    """The exact score from the scene the stand-in painted (the oracle), to check the detector's scores."""
+    truth = decode_scene(png) if png is not None else None
+    return None if truth is None else score_spec(wanted, truth).exact
 
 
 def summarise_images(records: dict[str, list[ImageRunRecord]], wall: dict[str, float]) -> list[dict[str, Any]]:
@@ -293,6 +308,6 @@ def judge_accuracy(runs: Sequence[ImageRunRecord]) -> dict[str, float]:
             f"{prefix}accuracy": mean_or_nan([(j.verdict == "pass") == j.correct for j in items]),
         }
     out["edit_exact"] = mean_or_nan(
-        [j.critique == j.true_edit for j in first if not j.correct and j.strategy == "judge"]
+        [j.edit_exact for j in first if not j.correct and j.strategy == "judge"]
     )
     return out

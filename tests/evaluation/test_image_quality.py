@@ -5,7 +5,6 @@ hand-made paintings, and a tiny run against the real stand-in PaintServer with s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -76,12 +75,6 @@ def test_an_image_that_is_no_painting_fails_everything() -> None:
     score = score_image(SIMPLE, b"not a png")
     assert not score.decoded and not any(v for v in score.model_dump(exclude={"decoded"}).values())
     assert score_image("a large red circle .", None).positions is None
-
-
-@pytest.fixture
-def server() -> Iterator[PaintServer]:
-    with PaintServer(error_rate=1.0, seed=0) as srv:
-        yield srv
 
 
 async def test_a_tiny_run_pairs_conditions_and_the_oracle_fixes_every_mistake(server: PaintServer) -> None:
