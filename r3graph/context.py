@@ -7,7 +7,7 @@ coerces it). Every bad value raises :class:`R3ConfigError` naming the field.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,7 +28,7 @@ class Sampling(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # what vLLM's API accepts (int64)
     stop: list[str] | None = None
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -104,7 +104,21 @@ class R3Context(BaseModel):
         default=None, description="When set, file paths must resolve inside this folder."
     )
     max_image_bytes: int = Field(default=20 * 2**20, ge=1, le=2**30)
-    max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=2**28)
+    max_image_pixels: int = Field(
+        default=2**27, ge=1, le=2**28,
+        description="Largest image accepted, in header pixels: a decompression-bomb guard (134 Mpx by default, "
+        "well above the 12-50 Mpx of phone photos).",
+    )
+    max_image_side: int = Field(
+        default=2048, ge=64, le=8192,
+        description="Images with a longer side are scaled down (aspect kept) while decoding.",
+    )
+    max_request_pixels: int = Field(
+        default=2**28, ge=1, le=2**30, description="Header pixels of all of a request's images together."
+    )
+    image_timeout_s: float = Field(
+        default=20.0, gt=0, le=600, description="Per image: fetch, read, check and decode (worker is killed after)."
+    )
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -133,6 +147,11 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as one line naming each bad field (for R3ConfigError messages)."""
+    return _describe(exc)
+
+
 def resolve_context(value: Any) -> R3Context:
     """The run's context from whatever ``Runtime.context`` holds (None means defaults)."""
     if value is None:
@@ -140,7 +159,19 @@ def resolve_context(value: Any) -> R3Context:
     if isinstance(value, R3Context):
         return value
     if isinstance(value, dict):
+        odd = [key for key in value if not isinstance(key, str)]
+        if odd:
+            raise R3ConfigError(f"context keys must be field names (strings); got {odd[0]!r:.60}")
         return R3Context(**value)
     raise R3ConfigError(
         f"context must be an R3Context or a dict of its fields, not {type(value).__name__}"
     )
+
+
+# The graph's ``context_schema``: R3Context's fields as a TypedDict, so LangGraph hands a dict context
+# to the nodes as it is and ``resolve_context`` checks it. With the pydantic class itself, LangGraph
+# calls ``R3Context(**context)`` first, and a dict with a non-string key fails there with a bare
+# TypeError ("keywords must be strings") before R3 can say what is wrong.
+R3ContextSchema = TypedDict(  # type: ignore[misc]
+    "R3ContextSchema", {name: field.annotation for name, field in R3Context.model_fields.items()}, total=False
+)

@@ -29,7 +29,7 @@ class ImageParams(BaseModel):
     size: str | None = Field(default=None, description="'WIDTHxHEIGHT', e.g. '512x512'.")
     steps: int | None = Field(default=None, ge=1, le=1000, description="Diffusion steps.")
     guidance: float | None = Field(default=None, ge=0.0, le=100.0, description="Classifier-free guidance.")
-    seed: int | None = Field(default=None, ge=0, description="Same seed + same prompt = same image.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Same seed + same prompt = same image.")
     plan: bool = Field(
         default=False,
         description="Reason first asks the chat model for a detailed generation prompt (the paper's "
