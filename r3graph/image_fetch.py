@@ -27,6 +27,7 @@ import idna
 from r3graph.errors import R3InputError
 
 MAX_HOST_CHARS = 253
+MAX_URL_CHARS = 8192  # what common servers accept in a request line
 HOST_CHARS = set(string.ascii_lowercase + string.digits + "-_.")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the gateway would forward to the embedded IPv4 address
 
@@ -49,6 +50,8 @@ class RemoteTarget:
 
 def parse_remote_url(url: str, label: str) -> RemoteTarget:
     """An http(s) URL -> its parts, or R3InputError saying what is wrong with it."""
+    if len(url) > MAX_URL_CHARS:
+        raise R3InputError(f"{label}: the URL is {len(url)} characters; the limit is {MAX_URL_CHARS}")
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
         raise R3InputError(f"{label}: the URL contains spaces or control characters; percent-encode them")
     try:

@@ -33,15 +33,27 @@ _pool: ProcessPool | None = None
 _lock = threading.Lock()
 
 
+WORKER_NAME = "r3-image-worker"  # what ps and psutil show for these processes (Linux; 15 characters)
+
+
 def _noop() -> None:
     return None
+
+
+def _name_worker() -> None:
+    """Runs in each new worker: name it, so operators (and tests counting vLLM's processes) can tell it."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(WORKER_NAME)
+    except OSError:
+        pass
 
 
 def _start_pool() -> ProcessPool:
     global _pool
     with _lock:
         if _pool is None:
-            pool = ProcessPool(max_workers=WORKERS, max_tasks=MAX_TASKS_PER_WORKER,
+            pool = ProcessPool(max_workers=WORKERS, max_tasks=MAX_TASKS_PER_WORKER, initializer=_name_worker,
                                context=multiprocessing.get_context("spawn"))
             pool.schedule(_noop)  # starts the pool's threads and workers here, not on the event loop
             atexit.register(_stop_pool)

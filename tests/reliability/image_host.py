@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-import time
 from http.server import BaseHTTPRequestHandler
 from typing import Self
 
@@ -37,6 +36,7 @@ class ImageHost(LoopbackHTTPServer):
 
     def start(self) -> Self:
         host = self
+        gzip_body = gzip.compress(bytes(30 * MB))  # made here, not in a handler (it holds the GIL for a while)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
@@ -79,7 +79,7 @@ class ImageHost(LoopbackHTTPServer):
                 elif route == "/stall":  # accepts, reads the request, never answers
                     host._stopping.wait(30)
                 elif route == "/gzip":
-                    self._send(200, gzip.compress(bytes(30 * MB)), Content_Encoding="gzip")
+                    self._send(200, gzip_body, Content_Encoding="gzip")
                 elif route == "/huge":
                     self._send(200, b"", Content_Length=str(21 * MB))
                 elif route == "/endless":  # no Content-Length, zeros until the client hangs up
@@ -129,8 +129,3 @@ CORPUS_DNS = {
     "imghost.test": ["127.0.0.1"],
 }
 
-
-def wait_until(predicate: object, timeout_s: float = 5.0) -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end and not predicate():  # type: ignore[operator]
-        time.sleep(0.01)

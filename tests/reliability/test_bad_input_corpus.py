@@ -37,9 +37,10 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
 @pytest.mark.parametrize("case", CORPUS, ids=[c.id for c in CORPUS])
 async def test_corpus_case(case: Case, tmp_path: Path, image_host: ImageHost, fake_dns: FakeDNS) -> None:
     env = Env(tmp_path, image_host.base, image_host.port)
-    stalls = [await check_case(case, env)]
+    stalls = [(await check_case(case, env)).worst_s]
     while stalls[-1] > MAX_LOOP_STALL_S and len(stalls) < 3:  # a busy neighbour, or this input? run again
-        stalls.append(await check_case(case, Env(tmp_path / f"again{len(stalls)}", image_host.base, image_host.port)))
+        again = Env(tmp_path / f"again{len(stalls)}", image_host.base, image_host.port)
+        stalls.append((await check_case(case, again)).worst_s)
     assert min(stalls) <= MAX_LOOP_STALL_S, f"the event loop stalled {min(stalls) * 1000:.0f} ms on every try"
 
 

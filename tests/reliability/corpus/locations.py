@@ -43,6 +43,7 @@ def rooted(name: str) -> object:
 
 
 def root_ctx(env: Env) -> dict[str, str]:
+    """{'image_root': '<tmp>/root'}"""
     return {"image_root": inside(env)}
 
 
@@ -164,6 +165,28 @@ CASES: list[Case] = [
          REMOTE, E, "non-public host"),
     Case("URL to an international name resolving to loopback", "private host",
          image(lambda env: "http://b\u00fccher.test/x.png"), REMOTE, E, "non-public host 'xn--bcher-kva.test'"),
+    Case("URL to loopback, scheme in upper case", "private host", image(lambda env: "HTTP://127.0.0.1/x.png"),
+         REMOTE, E, "non-public host"),
+    Case("URL to loopback with ideographic dots", "private host",
+         image(lambda env: "http://127\u30020\u30020\u30021/x.png"), REMOTE, E, "non-public host '127.0.0.1'"),
+    Case("URL to loopback behind a fragment", "private host", image(lambda env: "http://127.0.0.1#@example.com/"),
+         REMOTE, E, "non-public host"),
+    Case("URL to loopback behind a backslash", "private host",
+         image(lambda env: "http://example.com\\@127.0.0.1/x.png"), REMOTE, E, "credentials|cannot have"),
+    Case("URL to loopback behind userinfo", "private host", image(lambda env: "http://example.com@127.0.0.1/"),
+         REMOTE, E, "credentials"),
+    Case("URL to carrier-grade NAT 100.64/10", "private host", image(lambda env: "http://100.64.0.1/x.png"),
+         REMOTE, E, "non-public host"),
+    Case("URL to IPv6 unique-local fd00::1", "private host", image(lambda env: "http://[fd00::1]/x.png"), REMOTE,
+         E, "non-public host"),
+    Case("URL to multicast 224.0.0.1", "private host", image(lambda env: "http://224.0.0.1/x.png"), REMOTE, E,
+         "non-public host"),
+    Case("URL to broadcast 255.255.255.255", "private host", image(lambda env: "http://255.255.255.255/x.png"),
+         REMOTE, E, "non-public host"),
+    Case("URL to https on loopback", "private host", image(lambda env: "https://127.0.0.1/x.png"), REMOTE, E,
+         "non-public host"),
+    Case("URL 10000 characters long", "URL", image(lambda env: "http://example.com/" + "a" * 10000), REMOTE, E,
+         "URL is 10019 characters"),
     Case("URL to a name that does not resolve", "URL", image(lambda env: "http://nxdomain.test/x.png"), REMOTE, E,
          "cannot resolve host"),
     # -- URLs: hostile servers (on 127.0.0.1, reached with private hosts allowed) -------------------------
@@ -184,6 +207,8 @@ CASES: list[Case] = [
          "not a readable image"),
     Case("URL to a closed port", "hostile server", image(lambda env: "http://127.0.0.1:9/x.png"), REMOTE_PRIVATE_OK,
          E, "could not fetch"),
+    Case("URL dripping, cut by run_timeout_s", "hostile server", image(url("/drip")),
+         {**REMOTE_PRIVATE_OK, "run_timeout_s": 1.0}, E, "did not finish in time|run_timeout_s ran out"),
     Case("URL by name to the hostile host's drip", "hostile server", image(named("/drip")),
          {**REMOTE_PRIVATE_OK, "image_timeout_s": 1.0}, E, "did not finish in time"),
 ]
