@@ -126,6 +126,12 @@ class R3Context(BaseModel):
         except ValidationError as exc:
             raise R3ConfigError(f"invalid R3Context: {_describe(exc)}") from exc
 
+    @staticmethod
+    def graph_schema() -> type[R3Context]:
+        """The graph's ``context_schema``: these fields as a TypedDict (see R3ContextSchema below). Typed
+        as R3Context because that is what the nodes get from ``resolve_context``."""
+        return R3ContextSchema  # type: ignore[return-value]
+
     def sampling_for(self, stage: str) -> Sampling:
         default = DEFAULT_SAMPLING[stage]
         override = self.sampling.get(stage)  # type: ignore[call-overload]

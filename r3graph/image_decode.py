@@ -203,3 +203,14 @@ def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: st
     except Exception as exc:
         raise R3InputError(f"{label}: not a readable image ({type(exc).__name__}: {str(exc)[:200]})") from exc
     return fmt, width, height
+
+
+def checked_png(data: bytes, max_bytes: int, max_pixels: int, label: str) -> tuple[bytes, int, int]:
+    """A generated image, checked like an input one and stored as PNG: (png, width, height)."""
+    fmt, width, height = check_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
+    if fmt != "PNG":  # the protocol says PNG; accept what decodes, store PNG
+        with Image.open(io.BytesIO(data)) as img:
+            buffer = io.BytesIO()
+            img.convert("RGB").save(buffer, format="PNG")
+            data = buffer.getvalue()
+    return data, width, height

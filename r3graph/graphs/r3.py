@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
-from r3graph.context import R3ContextSchema
+from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3ModelError
 from r3graph.graphs.routing import after_reason, after_refine, after_reflect, after_review
 from r3graph.image_generation import ImageBackend
@@ -41,7 +41,7 @@ def build_r3_graph(
     strategies: dict[str, ReflectStrategy] | None = None,
     retry_policy: RetryPolicy | None = None,
     image_backend: ImageBackend | None = None,
-) -> StateGraph[R3State, Any, R3Input, R3Output]:  # context: R3Context or a dict of its fields
+) -> StateGraph[R3State, R3Context, R3Input, R3Output]:
     """The Reason -> Reflect -> Refine loop as an uncompiled ``StateGraph``.
 
     prepare -> reason -> reflect (-> reflect for iterated passes) -> [review] -> refine -> reflect ...
@@ -64,7 +64,7 @@ def build_r3_graph(
     deps = R3Deps(model=model, pack=load_pack(pack), strategies=dict(strategies or {}),
                   max_attempts=policy.max_attempts, image_backend=image_backend)
 
-    graph = StateGraph(R3State, context_schema=R3ContextSchema, input_schema=R3Input, output_schema=R3Output)
+    graph = StateGraph(R3State, context_schema=R3Context.graph_schema(), input_schema=R3Input, output_schema=R3Output)
     graph.add_node("prepare", PrepareNode(deps))
     # Nodes are callable objects holding their dependencies; LangGraph's typing stubs only
     # describe plain functions, hence the ignores.
