@@ -22,6 +22,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx  # imported here, not on first use: a first import inside a request would hold the loop
 import idna
 
 from r3graph.errors import R3InputError
@@ -144,8 +145,6 @@ def _is_ip(host: str) -> bool:
 
 async def fetch_image(url: str, *, max_bytes: int, deadline: float, allow_private: bool, label: str) -> bytes:
     """GET ``url`` within ``deadline`` (``loop.time()`` seconds) and at most ``max_bytes`` bytes."""
-    import httpx  # only needed when remote images are enabled
-
     target = parse_remote_url(url, label)
     loop = asyncio.get_running_loop()
     try:
@@ -180,9 +179,10 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def _download(target: RemoteTarget, address: str, max_bytes: int, timeout_s: float, label: str) -> bytes:
-    import httpx
-
-    tls = _TLS[0] if _TLS else await asyncio.to_thread(_tls_context)
+    # Plain http needs no TLS context (httpx would build one, loading the CA bundle, on the loop).
+    tls: ssl.SSLContext | bool = False
+    if target.scheme == "https":
+        tls = _TLS[0] if _TLS else await asyncio.to_thread(_tls_context)
 
     host = f"[{address}]" if ":" in address else address
     url = f"{target.scheme}://{host}:{target.port}{target.target}"
