@@ -8,13 +8,16 @@ event loop. A worker process costs the loop nothing, and when an image's budget 
 The pool is created on first use, from a thread (starting processes is not done on the event loop),
 with the ``spawn`` start method (forking a process that runs vLLM's threads is unsafe). A worker
 imports r3graph once (~1-2 s on a busy CPU); after that a small image costs a few milliseconds.
+Unlike plain ``spawn``, the workers do not re-import the caller's ``__main__``: a script without an
+``if __name__ == "__main__":`` guard would otherwise run again inside every worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import multiprocessing
+import multiprocessing.context
+import multiprocessing.spawn
 import os
 import threading
 from collections.abc import Callable
@@ -31,6 +34,33 @@ MAX_TASKS_PER_WORKER = 200  # a worker that decoded large images gives its memor
 
 _pool: ProcessPool | None = None
 _lock = threading.Lock()
+_starting_worker = threading.local()  # set while this thread starts one of our workers
+_plain_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
+def _preparation_data(name: str) -> dict[str, Any]:
+    """multiprocessing's start-up data for a spawned child, without the parent's ``__main__`` when the
+    child is an image worker (it needs r3graph, not the caller's script). Other processes, started
+    by other threads or code, get the data unchanged."""
+    data = _plain_preparation_data(name)
+    if getattr(_starting_worker, "active", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        _starting_worker.active = True
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            _starting_worker.active = False
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
 
 
 WORKER_NAME = "r3-image-worker"  # what ps and psutil show for these processes (Linux; 15 characters)
@@ -41,7 +71,13 @@ def _noop() -> None:
 
 
 def _name_worker() -> None:
-    """Runs in each new worker: name it, so operators (and tests counting vLLM's processes) can tell it."""
+    """Runs in each new worker: name it, so operators (and tests counting vLLM's processes) can tell it,
+    and lower its CPU priority, so that on a small machine the process serving requests keeps the CPU
+    while a large image decodes."""
+    try:
+        os.nice(5)
+    except OSError:
+        pass
     try:
         with open("/proc/self/comm", "w") as comm:
             comm.write(WORKER_NAME)
@@ -53,8 +89,9 @@ def _start_pool() -> ProcessPool:
     global _pool
     with _lock:
         if _pool is None:
+            multiprocessing.spawn.get_preparation_data = _preparation_data
             pool = ProcessPool(max_workers=WORKERS, max_tasks=MAX_TASKS_PER_WORKER, initializer=_name_worker,
-                               context=multiprocessing.get_context("spawn"))
+                               context=_WorkerContext())
             pool.schedule(_noop)  # starts the pool's threads and workers here, not on the event loop
             atexit.register(_stop_pool)
             _pool = pool
