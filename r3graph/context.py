@@ -7,9 +7,9 @@ coerces it). Every bad value raises :class:`R3ConfigError` naming the field.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from r3graph.errors import R3ConfigError
 from r3graph.image_generation import ImageParams
@@ -29,7 +29,9 @@ class Sampling(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # what vLLM's API accepts (int64)
-    stop: list[str] | None = None
+    stop: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=16
+    )
 
     def as_kwargs(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -119,6 +121,13 @@ class R3Context(BaseModel):
     image_timeout_s: float = Field(
         default=20.0, gt=0, le=600, description="Per image: fetch, read, check and decode (worker is killed after)."
     )
+
+    @field_validator("image_root")
+    @classmethod
+    def _a_folder_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ord(ch) < 0x20 for ch in value) or len(value) > 4096):
+            raise ValueError("must be a folder path: not empty, no control characters or NUL, at most 4096 characters")
+        return value
 
     def __init__(self, **data: Any) -> None:
         try:
