@@ -42,13 +42,20 @@ MAX_ROUNDS_LIMIT = 3  # an agent must not be able to run up unbounded model call
 
 def safe_image_path(image: str, allowed_dir: Path) -> Path:
     """The image's real path if it is an image file inside ``allowed_dir``; ToolException otherwise."""
+    if not isinstance(image, str) or not image or any(ord(ch) < 0x20 for ch in image) or len(image) > 1024:
+        raise ToolException(f"refused: {image!r:.80} is not a file name (empty, too long or control characters)")
     root = allowed_dir.resolve()
-    candidate = Path(image).expanduser()
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise ToolException(f"refused: {image!r} is outside the allowed image folder")
-    if resolved.suffix.lower() not in IMAGE_SUFFIXES or not resolved.is_file():
-        raise ToolException(f"refused: {image!r} is not an image file in the allowed folder")
+    try:
+        candidate = Path(image).expanduser()
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        if not resolved.is_relative_to(root):
+            raise ToolException(f"refused: {image!r} is outside the allowed image folder")
+        if resolved.suffix.lower() not in IMAGE_SUFFIXES or not resolved.is_file():
+            raise ToolException(f"refused: {image!r} is not an image file in the allowed folder")
+    except (OSError, ValueError, RuntimeError) as exc:  # a symlink loop, a name too long for the OS...
+        raise ToolException(f"refused: {image!r:.80} cannot be used as an image path ({exc})") from exc
+    # A first check for a clear answer to the agent; R3's image_root walk is what makes it safe
+    # (the folder could change between this check and the read).
     return resolved
 
 

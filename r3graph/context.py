@@ -7,9 +7,9 @@ coerces it). Every bad value raises :class:`R3ConfigError` naming the field.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from r3graph.errors import R3ConfigError
 from r3graph.image_generation import ImageParams
@@ -28,8 +28,10 @@ class Sampling(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    seed: int | None = None
-    stop: list[str] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # what vLLM's API accepts (int64)
+    stop: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=16
+    )
 
     def as_kwargs(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -104,13 +106,40 @@ class R3Context(BaseModel):
         default=None, description="When set, file paths must resolve inside this folder."
     )
     max_image_bytes: int = Field(default=20 * 2**20, ge=1, le=2**30)
-    max_image_pixels: int = Field(default=4096 * 4096, ge=1, le=2**28)
+    max_image_pixels: int = Field(
+        default=2**27, ge=1, le=2**28,
+        description="Largest image accepted, in header pixels: a decompression-bomb guard (134 Mpx by default, "
+        "well above the 12-50 Mpx of phone photos).",
+    )
+    max_image_side: int = Field(
+        default=2048, ge=64, le=8192,
+        description="Images with a longer side are scaled down (aspect kept) while decoding.",
+    )
+    max_request_pixels: int = Field(
+        default=2**28, ge=1, le=2**30, description="Header pixels of all of a request's images together."
+    )
+    image_timeout_s: float = Field(
+        default=20.0, gt=0, le=600, description="Per image: fetch, read, check and decode (worker is killed after)."
+    )
+
+    @field_validator("image_root")
+    @classmethod
+    def _a_folder_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ord(ch) < 0x20 for ch in value) or len(value) > 4096):
+            raise ValueError("must be a folder path: not empty, no control characters or NUL, at most 4096 characters")
+        return value
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise R3ConfigError(f"invalid R3Context: {_describe(exc)}") from exc
+
+    @staticmethod
+    def graph_schema() -> type[R3Context]:
+        """The graph's ``context_schema``: these fields as a TypedDict (see R3ContextSchema below). Typed
+        as R3Context because that is what the nodes get from ``resolve_context``."""
+        return R3ContextSchema  # type: ignore[return-value]
 
     def sampling_for(self, stage: str) -> Sampling:
         default = DEFAULT_SAMPLING[stage]
@@ -133,6 +162,11 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as one line naming each bad field (for R3ConfigError messages)."""
+    return _describe(exc)
+
+
 def resolve_context(value: Any) -> R3Context:
     """The run's context from whatever ``Runtime.context`` holds (None means defaults)."""
     if value is None:
@@ -140,7 +174,19 @@ def resolve_context(value: Any) -> R3Context:
     if isinstance(value, R3Context):
         return value
     if isinstance(value, dict):
+        odd = [key for key in value if not isinstance(key, str)]
+        if odd:
+            raise R3ConfigError(f"context keys must be field names (strings); got {odd[0]!r:.60}")
         return R3Context(**value)
     raise R3ConfigError(
         f"context must be an R3Context or a dict of its fields, not {type(value).__name__}"
     )
+
+
+# The graph's ``context_schema``: R3Context's fields as a TypedDict, so LangGraph hands a dict context
+# to the nodes as it is and ``resolve_context`` checks it. With the pydantic class itself, LangGraph
+# calls ``R3Context(**context)`` first, and a dict with a non-string key fails there with a bare
+# TypeError ("keywords must be strings") before R3 can say what is wrong.
+R3ContextSchema = TypedDict(  # type: ignore[misc]
+    "R3ContextSchema", {name: field.annotation for name, field in R3Context.model_fields.items()}, total=False
+)

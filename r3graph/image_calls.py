@@ -10,18 +10,17 @@ broken reply fails in the stage that received it and not inside the chat model's
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
-from PIL import Image
 
 from r3graph.calls import bounded_call
 from r3graph.context import R3Context
 from r3graph.errors import R3InputError, R3ModelError
+from r3graph.image_decode import checked_png
 from r3graph.image_generation import ImageBackend
-from r3graph.images import check_image_bytes
+from r3graph.image_worker import run_in_worker
 from r3graph.state import Usage
 from r3graph.tracing import tracer
 
@@ -43,7 +42,7 @@ class ImageCaller:
         with self._span(stage, GENERATE, prompt) as span:
             png = await bounded_call(stage, self.backend.agenerate(prompt, params),
                                      self.context, self.deadline)
-            return self._checked(stage, png, span)
+            return await self._checked(stage, png, span)
 
     async def edit(self, stage: str, image: bytes, instruction: str) -> bytes:
         params = self.context.image
@@ -51,24 +50,20 @@ class ImageCaller:
             span.set_attribute("r3.image.input_bytes", len(image))
             png = await bounded_call(stage, self.backend.aedit(image, instruction, params),
                                      self.context, self.deadline)
-            return self._checked(stage, png, span)
+            return await self._checked(stage, png, span)
 
-    def _checked(self, stage: str, png: Any, span: Any) -> bytes:
+    async def _checked(self, stage: str, png: Any, span: Any) -> bytes:
         if not isinstance(png, bytes):
             raise R3ModelError(f"{stage}: the image backend returned {type(png).__name__}, not PNG bytes",
                                stage=stage)
-        try:
-            fmt, width, height = check_image_bytes(
-                png, max_bytes=self.context.max_image_bytes, max_pixels=self.context.max_image_pixels,
-                label=f"{stage}: generated image",
+        label = f"{stage}: generated image"
+        try:  # decoding runs in a worker process, never on the event loop (r3graph.image_worker)
+            png, width, height = await run_in_worker(
+                checked_png, png, self.context.max_image_bytes, self.context.max_image_pixels, label,
+                timeout_s=self.context.image_timeout_s, label=label, budget="image_timeout_s",
             )
         except R3InputError as exc:
             raise R3ModelError(str(exc), stage=stage) from exc
-        if fmt != "PNG":  # the protocol says PNG; accept what decodes, store PNG
-            with Image.open(io.BytesIO(png)) as img:
-                buffer = io.BytesIO()
-                img.convert("RGB").save(buffer, format="PNG")
-                png = buffer.getvalue()
         span.set_attributes({"r3.image.bytes": len(png), "r3.image.width": width, "r3.image.height": height,
                              "r3.image.sha256": hashlib.sha256(png).hexdigest()[:16]})
         self.usage += Usage(image_calls=1)

@@ -1,60 +1,58 @@
 """Turn every accepted image form into a checked ``data:`` URL, once, before any model call.
 
 Accepted: a filesystem path (str or Path), ``data:image/...;base64,`` URLs, raw bytes, PIL images,
-and http(s) URLs when the context allows remote fetches. The original bytes are kept when they are
-already in a format every backend reads (PNG, JPEG, WebP), so the same file always gives the same
-URL and hash; anything else is re-encoded as PNG.
+and http(s) URLs when the context allows remote fetches. :func:`normalise_images` is the public
+entry point (the graph's prepare node and the CLI's up-front check both call it).
+
+Where the work happens, so that no input can hold the event loop: file reads in a thread (bounded
+reads of regular files only, see :mod:`r3graph.image_files`), remote fetches asynchronously (see
+:mod:`r3graph.image_fetch`), and every decode in a worker process with a time budget
+(:mod:`r3graph.image_decode`, :mod:`r3graph.image_worker`). Budgets: ``image_timeout_s`` per image,
+what is left of ``run_timeout_s`` for the whole request; ``max_image_pixels`` per image and
+``max_request_pixels`` for all of a request's images together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import io
-import ipaddress
-import socket
+import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from r3graph.context import R3Context, resolve_context
 from r3graph.errors import R3InputError
+from r3graph.image_decode import (
+    PASS_THROUGH_FORMATS,
+    READABLE_FORMATS,
+    DecodeLimits,
+    Normalised,
+    check_image_bytes,
+    normalise_bytes,
+    normalise_data_url,
+)
+from r3graph.image_fetch import fetch_image
+from r3graph.image_files import read_image_file
+from r3graph.image_worker import run_in_worker
+from r3graph.limits import MAX_IMAGES_PER_REQUEST
 
-PASS_THROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-READABLE_FORMATS = {*PASS_THROUGH_FORMATS, "GIF", "BMP", "TIFF"}
-
-
-def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: str) -> tuple[str, int, int]:
-    """Decode fully (not just the header) so truncated files fail here, not inside the model server."""
-    if not data:
-        raise R3InputError(f"{label}: the image is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise R3InputError(f"{label}: the image is {len(data)} bytes; the limit is {max_bytes} (max_image_bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-            width, height = img.size
-            if width * height > max_pixels:
-                raise R3InputError(
-                    f"{label}: the image is {width}x{height} pixels; the limit is {max_pixels} (max_image_pixels)"
-                )
-            if fmt not in READABLE_FORMATS:
-                raise R3InputError(
-                    f"{label}: unsupported image format {fmt or 'unknown'}; use PNG, JPEG or WebP"
-                )
-            img.load()
-    except R3InputError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise R3InputError(f"{label}: not a readable image ({type(exc).__name__}: {exc})") from exc
-    if width == 0 or height == 0:
-        raise R3InputError(f"{label}: the image has zero size ({width}x{height})")
-    return fmt, width, height
+__all__ = [
+    "MAX_IMAGES_PER_REQUEST",
+    "PASS_THROUGH_FORMATS",
+    "READABLE_FORMATS",
+    "check_image_bytes",
+    "image_data_url",
+    "normalise_image",
+    "normalise_image_details",
+    "normalise_images",
+]
 
 
 def image_data_url(data: bytes, fmt: str) -> str:
+    """Bytes this process made (a generated PNG) as a data URL; re-encoded as PNG if need be."""
     if fmt not in PASS_THROUGH_FORMATS:
         with Image.open(io.BytesIO(data)) as img:
             buffer = io.BytesIO()
@@ -63,104 +61,71 @@ def image_data_url(data: bytes, fmt: str) -> str:
     return f"data:{PASS_THROUGH_FORMATS[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
-    header, sep, payload = url.partition(",")
-    if not sep or not header.endswith(";base64"):
-        raise R3InputError(f"{label}: data URLs must look like data:image/png;base64,<base64 bytes>")
-    mime = header[len("data:") : -len(";base64")].lower()
-    if mime not in PASS_THROUGH_FORMATS.values():
-        raise R3InputError(f"{label}: data URL MIME type {mime or '(none)'!r} is not image/png, image/jpeg, image/webp")
+def _pil_to_png(image: Image.Image, limits: DecodeLimits, label: str) -> bytes:
+    """A caller's in-memory PIL image as PNG bytes (in a thread: Pillow releases the GIL to encode).
+    Its size is checked first, so a huge one costs no encode."""
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise R3InputError(
+            f"{label}: the image is {width}x{height} pixels; the limit is {limits.max_pixels} (max_image_pixels)"
+        )
+    if max(width, height) > limits.max_side:
+        image = image.copy()
+        image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
     try:
-        return base64.b64decode(payload, validate=True), mime
-    except (binascii.Error, ValueError) as exc:
-        raise R3InputError(f"{label}: the data URL's base64 payload is invalid") from exc
+        image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    except Exception as exc:
+        raise R3InputError(f"{label}: the PIL image cannot be encoded: {type(exc).__name__}: {exc}") from exc
+    return buffer.getvalue()
 
 
-def _read_file(text: str, max_bytes: int, label: str, root: str | None) -> bytes:
-    path = Path(text).expanduser()
-    if root is not None:
-        # Resolve symlinks and '..' before the check, so neither can step outside the folder.
-        resolved, allowed = path.resolve(), Path(root).expanduser().resolve()
-        if not resolved.is_relative_to(allowed):
-            raise R3InputError(f"{label}: {text[:200]!r} is outside the allowed image folder (image_root)")
-        path = resolved
-    if not path.is_file():
-        raise R3InputError(f"{label}: no such image file: {text[:200]!r}")
-    if path.stat().st_size > max_bytes:
-        raise R3InputError(f"{label}: {path.name} is larger than max_image_bytes={max_bytes}")
-    return path.read_bytes()
+async def normalise_image(image: Any, **kwargs: Any) -> str:
+    """One input image -> a checked, normalised data URL (see :func:`normalise_image_details`)."""
+    return (await normalise_image_details(image, **kwargs)).url
 
 
-def is_public_host(host: str) -> bool:
-    """False for loopback, private, link-local and other non-global addresses (SSRF guard)."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return all(ipaddress.ip_address(info[4][0]).is_global for info in infos)
-
-
-async def _fetch(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool, label: str) -> bytes:
-    import httpx  # only needed when remote images are enabled
-
-    host = urlparse(url).hostname or ""
-    if not allow_private and not is_public_host(host):
-        raise R3InputError(f"{label}: refusing to fetch from non-public host {host!r}")
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
-            async with client.stream("GET", url) as response:
-                response.raise_for_status()
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise R3InputError(f"{label}: remote image exceeds {max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise R3InputError(f"{label}: could not fetch {url[:120]!r}: {exc}") from exc
-
-
-async def normalise_image(
+async def normalise_image_details(
     image: Any,
     *,
     index: int = 0,
     max_bytes: int,
     max_pixels: int,
+    max_side: int = 2048,
+    pixels_left: int | None = None,
     allow_remote: bool = False,
     allow_private_hosts: bool = False,
     allow_paths: bool = True,
     path_root: str | None = None,
-    fetch_timeout_s: float = 10.0,
-) -> str:
-    """One input image -> a checked data URL."""
+    timeout_s: float = 20.0,
+) -> Normalised:
+    """One input image -> a checked, normalised data URL, within ``timeout_s`` seconds."""
     label = f"images[{index}]"
+    limits = DecodeLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side, pixels_left=pixels_left)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    budget = "image_timeout_s, or what is left of run_timeout_s"
     if isinstance(image, Image.Image):
-        buffer = io.BytesIO()
-        try:
-            image.convert("RGB").save(buffer, format="PNG")
-        except (OSError, ValueError) as exc:
-            raise R3InputError(f"{label}: the PIL image cannot be encoded: {exc}") from exc
-        data = buffer.getvalue()
+        data = await asyncio.to_thread(_pil_to_png, image, limits, label)
     elif isinstance(image, bytes | bytearray | memoryview):
         data = bytes(image)
     elif isinstance(image, str | Path):
         text = str(image)
-        if text.startswith("data:"):
-            data, declared_mime = _decode_data_url(text, label)
-            fmt, _, _ = check_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
-            if PASS_THROUGH_FORMATS.get(fmt) != declared_mime:
-                raise R3InputError(f"{label}: data URL says {declared_mime} but the bytes are {fmt}")
-            return image_data_url(data, fmt)
-        elif text.startswith(("http://", "https://")):
+        if text[:5].lower() == "data:":
+            # base64 of max_bytes is 4/3 as long; anything much longer is refused without decoding
+            if len(text) > max_bytes * 4 // 3 + max_bytes // 38 + 1024:
+                raise R3InputError(f"{label}: the data URL is {len(text)} characters, too long for an image within "
+                                   f"max_image_bytes; the limit is {max_bytes} bytes")
+            return await run_in_worker(normalise_data_url, text, limits, label, timeout_s=timeout_s, label=label,
+                                       budget=budget)
+        if text[:8].lower().startswith(("http://", "https://")):
             if not allow_remote:
                 raise R3InputError(
                     f"{label}: remote image URLs are off; set allow_remote_images=True in the context "
                     "or pass the image's bytes or a local path"
                 )
-            data = await _fetch(
-                text, max_bytes=max_bytes, timeout_s=fetch_timeout_s, allow_private=allow_private_hosts, label=label
-            )
+            data = await fetch_image(text, max_bytes=max_bytes, deadline=deadline, allow_private=allow_private_hosts,
+                                     label=label)
         elif "://" in text[:16]:
             raise R3InputError(f"{label}: unsupported URL scheme in {text[:40]!r}; use a path, data: or http(s)")
         else:
@@ -169,11 +134,54 @@ async def normalise_image(
                     f"{label}: file paths are not accepted here (untrusted input); pass the image's bytes "
                     "or a data URL"
                 )
-            data = await asyncio.to_thread(_read_file, text, max_bytes, label, path_root)
+            read = asyncio.to_thread(read_image_file, text, max_bytes=max_bytes, root=path_root, label=label)
+            try:
+                data = await asyncio.wait_for(read, timeout=max(deadline - loop.time(), 0.001))
+            except TimeoutError as exc:
+                raise R3InputError(f"{label}: reading {text[:120]!r} took too long ({budget})") from exc
     else:
         raise R3InputError(
             f"{label}: unsupported image type {type(image).__name__}; "
             "use a path, data URL, http(s) URL, bytes or a PIL image"
         )
-    fmt, _, _ = check_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, label=label)
-    return image_data_url(data, fmt)
+    if not data or len(data) > max_bytes:  # refused here, without a trip to a worker
+        normalise_bytes(data, limits, label)
+    return await run_in_worker(normalise_bytes, data, limits, label, timeout_s=deadline - loop.time(), label=label,
+                               budget=budget)
+
+
+async def normalise_images(
+    images: Any, context: R3Context | dict[str, Any] | None = None, *, deadline: float | None = None
+) -> list[str]:
+    """A request's images -> checked data URLs, or R3InputError/R3ConfigError saying what to fix.
+
+    ``context``: the request's R3Context (or a dict of its fields); ``deadline``: a ``time.time()``
+    by which all images must be done (default: ``run_timeout_s`` from now)."""
+    ctx = resolve_context(context)
+    if isinstance(images, str | bytes) or not isinstance(images, list | tuple):
+        raise R3InputError("images must be a list (of paths, URLs, bytes, data URLs or PIL images)")
+    if not 1 <= len(images) <= MAX_IMAGES_PER_REQUEST:
+        raise R3InputError(f"images must hold 1 to {MAX_IMAGES_PER_REQUEST} images, got {len(images)}")
+    end = deadline if deadline is not None else time.time() + ctx.run_timeout_s
+    pixels_left = ctx.max_request_pixels
+    urls = []
+    for index, image in enumerate(images):
+        left_s = end - time.time()
+        if left_s <= 0:
+            raise R3InputError(f"images[{index}]: run_timeout_s ran out while preparing the images")
+        result = await normalise_image_details(
+            image,
+            index=index,
+            max_bytes=ctx.max_image_bytes,
+            max_pixels=ctx.max_image_pixels,
+            max_side=ctx.max_image_side,
+            pixels_left=pixels_left,
+            allow_remote=ctx.allow_remote_images,
+            allow_private_hosts=ctx.allow_private_image_hosts,
+            allow_paths=ctx.allow_file_paths,
+            path_root=ctx.image_root,
+            timeout_s=min(ctx.image_timeout_s, left_s),
+        )
+        pixels_left -= result.source_pixels
+        urls.append(result.url)
+    return urls

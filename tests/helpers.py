@@ -28,11 +28,12 @@ def vllm_children() -> list[psutil.Process]:
         try:
             if p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            cmd = " ".join(p.cmdline())
+            cmd, name = " ".join(p.cmdline()), p.name()
         except psutil.NoSuchProcess:
             continue
-        # multiprocessing's resource_tracker lives until we exit; it is not vLLM's.
-        if "resource_tracker" not in cmd:
+        # multiprocessing's resource_tracker lives until we exit; r3graph's image decoders are pooled for
+        # the process's life (r3graph.image_worker): neither is vLLM's.
+        if "resource_tracker" not in cmd and name != "r3-image-worker":
             out.append(p)
     return out
 

@@ -64,7 +64,7 @@ def build_r3_graph(
     deps = R3Deps(model=model, pack=load_pack(pack), strategies=dict(strategies or {}),
                   max_attempts=policy.max_attempts, image_backend=image_backend)
 
-    graph = StateGraph(R3State, context_schema=R3Context, input_schema=R3Input, output_schema=R3Output)
+    graph = StateGraph(R3State, context_schema=R3Context.graph_schema(), input_schema=R3Input, output_schema=R3Output)
     graph.add_node("prepare", PrepareNode(deps))
     # Nodes are callable objects holding their dependencies; LangGraph's typing stubs only
     # describe plain functions, hence the ignores.

@@ -25,10 +25,11 @@ from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from r3graph.backends import backend_from_env
-from r3graph.context import R3Context
+from r3graph.context import R3Context, describe_validation_error
+from r3graph.errors import R3ConfigError
 from r3graph.graphs.r3 import build_r3_graph
 from r3graph.state import R3Input, R3Output, Round, StopReason, Usage
 
@@ -47,6 +48,18 @@ class ServerContext(BaseModel):
     select: Literal["last", "best"] = "last"
     review: bool = False
 
+    def __init__(self, **data: Any) -> None:
+        # A refused setting is the client's to fix: say which, as R3ConfigError, not a raw pydantic error.
+        if any(not isinstance(key, str) for key in data):
+            raise R3ConfigError("context keys must be field names (strings)")
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise R3ConfigError(
+                f"context refused by this server: {describe_validation_error(exc)}; clients may set only "
+                f"{', '.join(ServerContext.model_fields)}"
+            ) from exc
+
 
 class ServerState(R3Input, total=False):
     output: str
@@ -57,6 +70,8 @@ class ServerState(R3Input, total=False):
 
 def r3_context(client: ServerContext | dict[str, Any] | None) -> R3Context:
     """The client's choices plus the operator's image policy."""
+    if client is not None and not isinstance(client, ServerContext | dict):
+        raise R3ConfigError(f"context must be a dict of {', '.join(ServerContext.model_fields)}")
     chosen = client if isinstance(client, ServerContext) else ServerContext(**(client or {}))
     root = os.environ.get("R3GRAPH_IMAGE_ROOT") or None
     return R3Context(**chosen.model_dump(), allow_file_paths=root is not None, image_root=root,

@@ -6,17 +6,20 @@ import time
 import uuid
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from r3graph.context import resolve_context
 from r3graph.errors import R3ConfigError, R3InputError
-from r3graph.images import normalise_image
+from r3graph.images import normalise_images
+from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.nodes.common import R3Deps, run_attributes
 from r3graph.state import R3State, Usage
 from r3graph.tracing import run_spans
 
 MAX_INSTRUCTION_CHARS = 8000
-MAX_IMAGES = 8
+MAX_IMAGES = MAX_IMAGES_PER_REQUEST
+CHECKPOINTER_KEY = "__pregel_checkpointer"  # langgraph's config key (langgraph._internal._constants)
 
 
 class PrepareNode:
@@ -24,7 +27,14 @@ class PrepareNode:
         self.deps = deps
 
     async def __call__(self, state: R3State, runtime: Runtime[Any]) -> dict[str, Any]:
+        # The run's clock starts now: fetching and decoding images spend the same run_timeout_s.
+        started = time.time()
         context = resolve_context(runtime.context)
+        if context.review and get_config().get("configurable", {}).get(CHECKPOINTER_KEY) is None:
+            raise R3ConfigError(
+                "review=True pauses the run for a person, which needs a checkpointer: compile the graph with "
+                "one (graph.compile(checkpointer=...)) and pass a thread_id, or set review=False"
+            )
         # Resolve names now so a typo fails before the first model call, not after reason.
         self.deps.strategy_for(context)
         pack = self.deps.pack_for(context)
@@ -39,29 +49,24 @@ class PrepareNode:
             raise R3InputError(f"instruction must be a non-empty string, got {type(instruction).__name__}")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
             raise R3InputError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
+        try:
+            instruction.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates: no model client can send them
+            raise R3InputError(
+                f"instruction has an unpaired surrogate ({instruction[exc.start]!r} at character {exc.start}); "
+                "decode the text properly (surrogate pairs are not UTF-8)"
+            ) from exc
         images = state.get("images")
         if context.output == "image":
             if images:
                 raise R3InputError("output='image' generates from the instruction alone: pass no images")
             images = []
-        elif isinstance(images, str | bytes) or not isinstance(images, list | tuple):
-            raise R3InputError("images must be a list (of paths, URLs, bytes, data URLs or PIL images)")
-        elif not 1 <= len(images) <= MAX_IMAGES:
-            raise R3InputError(f"images must hold 1 to {MAX_IMAGES} images, got {len(images)}")
-        urls = [
-            await normalise_image(
-                image,
-                index=i,
-                max_bytes=context.max_image_bytes,
-                max_pixels=context.max_image_pixels,
-                allow_remote=context.allow_remote_images,
-                allow_private_hosts=context.allow_private_image_hosts,
-                allow_paths=context.allow_file_paths,
-                path_root=context.image_root,
-                fetch_timeout_s=min(context.call_timeout_s, 30.0),
-            )
-            for i, image in enumerate(images)
-        ]
+        else:
+            limit = getattr(self.deps.model, "max_images_per_prompt", None)  # the in-process engine's own
+            if isinstance(limit, int) and isinstance(images, list | tuple) and len(images) > limit:
+                raise R3InputError(f"images must hold 1 to {limit} images for this model, got {len(images)}")
+        urls = [] if context.output == "image" else \
+            await normalise_images(images, context, deadline=started + context.run_timeout_s)
         run_id = uuid.uuid4().hex
         update: dict[str, Any] = {
             "instruction": instruction.strip(),
@@ -69,7 +74,7 @@ class PrepareNode:
             "rounds": [],
             "reflect_pass": 0,
             "run_id": run_id,
-            "deadline": time.time() + context.run_timeout_s,
+            "deadline": started + context.run_timeout_s,
             "usage": Usage(),
         }
         run_spans.start(run_id, run_attributes(context, len(urls)))

@@ -21,6 +21,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict, Field
 
+from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving._loop import ENGINE_LOOP
 from r3graph.serving.messages import to_vllm_conversation
 from r3graph.serving.registry import EngineSpec, aget_engine, get_engine, shutdown_engine
@@ -95,7 +96,7 @@ class ChatVLLMEngine(BaseChatModel):
     enforce_eager: bool = True  # torch.compile costs ~50 s more start-up for little gain here
     block_size: int = 32  # prefix caching only caches full blocks; prompts are ~100-300 tokens
     enable_prefix_caching: bool = True
-    max_images_per_prompt: int = 4
+    max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST
     compact_json: bool = True  # structured output without free whitespace (engine-wide in vLLM)
     speculative_config: dict[str, Any] | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)

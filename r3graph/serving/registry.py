@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving._loop import ENGINE_LOOP
 from r3graph.serving.env import apply_vllm_env_defaults
 
@@ -37,7 +38,7 @@ class EngineSpec:
     enforce_eager: bool = True
     block_size: int = 32
     enable_prefix_caching: bool = True
-    max_images_per_prompt: int = 4
+    max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST
     compact_json: bool = True
     speculative_config_json: str = "null"
     engine_kwargs_json: str = "{}"

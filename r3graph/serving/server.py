@@ -25,6 +25,7 @@ from typing import IO, Self
 
 import httpx
 
+from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving.env import child_env
 
 _TAIL_LINES = 40
@@ -60,7 +61,7 @@ class VLLMServer:
         served_model_name: str | None = None,
         max_model_len: int | None = None,
         block_size: int = 32,
-        max_images_per_prompt: int = 4,
+        max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST,
         dtype: str = "auto",
         enforce_eager: bool = True,
         compact_json: bool = True,
