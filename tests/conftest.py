@@ -81,3 +81,13 @@ def server(model_dir: str) -> Iterator[object]:
     srv = VLLMServer(model_dir, startup_timeout=400).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for the session: initdb into a temporary folder, a Unix socket in
+    that folder only (no TCP), stopped and deleted at the end (r3graph.postgres.LocalPostgres)."""
+    from r3graph.postgres import LocalPostgres
+
+    with LocalPostgres() as pg:
+        yield pg.conn_string
