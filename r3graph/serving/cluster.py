@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Self
@@ -152,23 +151,13 @@ class VLLMCluster(Managed):
         return [p for p in [*(s.pid for s in self.servers), self.router.pid] if p is not None]
 
     def start(self) -> Self:
-        errors: list[BaseException] = []
-
-        def start_one(server: VLLMServer) -> None:
-            try:
-                server.start()
-            except BaseException as exc:  # reported below, after every start has finished
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start_one, args=(s,), name=f"start-replica-{i}")
-                   for i, s in enumerate(self.servers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # Launch every replica from this thread (a replica started from a helper thread would get
+        # its parent-death signal when that thread ends), then wait: they load concurrently.
         try:
-            if errors:
-                raise errors[0]
+            for server in self.servers:
+                server.launch()
+            for server in self.servers:
+                server.wait_healthy()
             self.router.start()
         except BaseException:
             self.stop()

@@ -165,6 +165,13 @@ class LoopbackProcess(Managed):
         return self.error_type(f"{why}\n--- last lines of the {self.label} log ---\n{self.log_tail()}")
 
     def start(self) -> Self:
+        self.launch()
+        self.wait_healthy()
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it. Call it from the thread that will stop it (the
+        main thread): the parent-death signal fires when the *thread* that forked the child exits."""
         if self._proc is not None:
             raise self.error_type(f"{self.label} already started")
         self._proc = subprocess.Popen(
@@ -182,8 +189,6 @@ class LoopbackProcess(Managed):
         self._reader = threading.Thread(target=self._pump_log, args=(self._proc.stdout,),
                                         name=f"{self.label}-log-{self.port}", daemon=True)
         self._reader.start()
-        self.wait_healthy()
-        return self
 
     def wait_healthy(self) -> None:
         assert self._proc is not None

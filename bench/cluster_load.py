@@ -1,0 +1,369 @@
+"""Scale-out scenarios for bench/load.py: R3 runs through vllm-router over vLLM replicas on 127.0.0.1.
+
+One 2-replica cluster (router policy consistent_hash, keyed on the run id r3graph sends) serves every
+scenario; scenarios that compare policies or replica counts start a second router on the same
+replicas and interleave the conditions block by block:
+
+- ``batches``: N concurrent runs x B batches, errors and every run's output (cluster_runs.jsonl);
+- ``affinity``: cached prompt tokens (vLLM usage) with round_robin vs consistent_hash, fresh images;
+- ``throughput``: runs/s through a router over 1 replica vs over 2;
+- ``worker-kill``: a worker process SIGKILLed mid-run, another resumes every run from Postgres;
+- ``replica-kill``: one replica SIGKILLed mid-load; completed / retried / failed, none hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_core.callbacks import BaseCallbackHandler
+
+from r3graph import R3Context, R3Error, build_r3_graph
+from r3graph.evaluation.stats import paired_bootstrap
+from r3graph.postgres import LocalPostgres
+from r3graph.serving import chat_model_for_server
+from r3graph.serving.cluster import VLLMCluster, VLLMRouter
+
+BENCH = Path(__file__).resolve().parent
+IMAGE = BENCH.parent / "r3graph" / "scenes" / "assets" / "example.png"
+STAGES = ("reason", "reflect", "refine")  # the path of a max_rounds=1 run, in order
+
+
+def log(msg: str) -> None:
+    print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class FreshImages:
+    """A new 64x64 scene per run: its prefix is in no replica's cache yet."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)  # one scene at a time: the same sequence as generate_scenes(seed, n)
+
+    def next(self) -> str:
+        from r3graph.scenes.world import generate_scene, render
+
+        buf = io.BytesIO()
+        render(generate_scene(self._rng)).save(buf, "PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class FailedAttempts(BaseCallbackHandler):
+    """Model calls of one run that failed (each is retried by the graph's RetryPolicy if transient)."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.failed += 1
+
+
+@dataclass
+class Outcome:
+    index: int
+    status: str  # completed | failed (typed R3Error) | untyped (any other exception) | hung
+    latency_s: float
+    failed_attempts: int = 0
+    calls: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output: str | None = None
+    error: str | None = None
+    best_draft: str | None = None
+
+
+async def run_one(graph: Any, index: int, image: str, context: R3Context) -> Outcome:
+    attempts = FailedAttempts()
+    t0 = time.perf_counter()
+    inputs = {"instruction": f"Describe the image ({index}).", "images": [image]}
+    try:
+        # The hard cap only detects a hang: the run's own deadline (run_timeout_s) should end it first.
+        result = await asyncio.wait_for(graph.ainvoke(inputs, {"callbacks": [attempts]}, context=context),
+                                        context.run_timeout_s + 30)
+    except R3Error as exc:
+        return Outcome(index, "failed", time.perf_counter() - t0, attempts.failed,
+                       error=f"{type(exc).__name__}: {str(exc)[:200]}", best_draft=exc.best_draft)
+    except TimeoutError:
+        return Outcome(index, "hung", time.perf_counter() - t0, attempts.failed)
+    except Exception as exc:  # counted, never hidden: expected zero
+        return Outcome(index, "untyped", time.perf_counter() - t0, attempts.failed,
+                       error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    usage = result["usage"]
+    return Outcome(index, "completed", time.perf_counter() - t0, attempts.failed, usage.calls,
+                   usage.input_tokens, usage.cached_input_tokens, result["output"])
+
+
+def graph_for(url: str, model: str) -> Any:
+    return build_r3_graph(chat_model_for_server(url, model=model), pack="scenes").compile()
+
+
+async def many(graph: Any, n: int, context: R3Context, images: FreshImages | None = None,
+               start: int = 0) -> list[Outcome]:
+    image = str(IMAGE)
+    return list(await asyncio.gather(*(run_one(graph, start + i, images.next() if images else image, context)
+                                       for i in range(n))))
+
+
+def counts(outcomes: list[Outcome]) -> dict[str, int]:
+    c = Counter(o.status for o in outcomes)
+    return {"runs": len(outcomes), "completed": c["completed"], "failed": c["failed"],
+            "untyped": c["untyped"], "hung": c["hung"],
+            "retried": sum(1 for o in outcomes if o.failed_attempts > 0),
+            "retried_then_completed": sum(1 for o in outcomes if o.failed_attempts > 0 and o.status == "completed"),
+            "failed_with_best_draft": sum(1 for o in outcomes if o.status == "failed" and o.best_draft)}
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+async def batches(cluster: VLLMCluster, args: Any, context: R3Context, out: Path) -> dict[str, Any]:
+    graph = graph_for(cluster.url, cluster.served_model_name)
+    rows, everything = [], []
+    for b in range(args.batches):
+        t0 = time.perf_counter()
+        outcomes = await many(graph, args.runs, context, start=b * args.runs)
+        wall = time.perf_counter() - t0
+        everything += outcomes
+        rows.append({"batch": b + 1, **counts(outcomes), "wall_s": wall, "runs_per_s": args.runs / wall})
+        log(f"batches: batch {b + 1}: {rows[-1]}")
+    with (out / "cluster_runs.jsonl").open("w") as f:
+        for o in everything:
+            f.write(json.dumps(asdict(o)) + "\n")
+    return {"rows": rows, "errors": sum(r["runs"] - r["completed"] for r in rows)}
+
+
+async def interleaved(graphs: dict[str, Any], blocks: int, runs: int, context: R3Context,
+                      images: FreshImages | None) -> dict[str, list[dict[str, Any]]]:
+    """Alternate the conditions block by block (ABBA...), so drift on a shared machine hits both."""
+    names = list(graphs)
+    per: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for b in range(blocks):
+        for name in (names if b % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            outcomes = await many(graphs[name], runs, context, images, start=b * runs)
+            wall = time.perf_counter() - t0
+            done = [o for o in outcomes if o.status == "completed"]
+            row = {"block": b + 1, **counts(outcomes), "wall_s": wall, "runs_per_s": runs / wall,
+                   "input_tokens": sum(o.input_tokens for o in done),
+                   "cached_tokens": sum(o.cached_tokens for o in done), "calls": sum(o.calls for o in done)}
+            per[name].append(row)
+            log(f"{name}: block {b + 1}: {row}")
+    return per
+
+
+def compare(per: dict[str, list[dict[str, Any]]], a: str, b: str, key: Any) -> dict[str, float]:
+    diff = paired_bootstrap([key(r) for r in per[a]], [key(r) for r in per[b]])
+    return {"mean": diff.mean, "low": diff.low, "high": diff.high, "blocks": diff.n}
+
+
+async def affinity(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
+    with VLLMRouter([s.url for s in cluster.servers], policy="round_robin") as rr:
+        graphs = {"round_robin": graph_for(rr.url, cluster.served_model_name),
+                  cluster.policy: graph_for(cluster.url, cluster.served_model_name)}
+        # Deeper runs: each refine and its checks repeat the draft, the prefix a run's stages share.
+        deep = context.model_copy(update={"max_rounds": args.affinity_rounds})
+        per = await interleaved(graphs, args.blocks, args.block_runs, deep, FreshImages(seed=args.seed))
+    share = lambda r: r["cached_tokens"] / r["input_tokens"] if r["input_tokens"] else 0.0  # noqa: E731
+    keys = ("runs", "completed", "calls", "input_tokens", "cached_tokens")
+    totals = {name: {k: sum(r[k] for r in rows) for k in keys} for name, rows in per.items()}
+    return {"blocks": per, "totals": totals, "share_diff": compare(per, "round_robin", cluster.policy, share)}
+
+
+async def throughput(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
+    with VLLMRouter([cluster.servers[0].url], policy=cluster.policy) as one:
+        graphs = {"1 replica": graph_for(one.url, cluster.served_model_name),
+                  "2 replicas": graph_for(cluster.url, cluster.served_model_name)}
+        per = await interleaved(graphs, args.blocks, args.runs, context, None)
+    return {"blocks": per, "runs_per_s_diff": compare(per, "1 replica", "2 replicas", lambda r: r["runs_per_s"])}
+
+
+async def replica_kill(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
+    graph = graph_for(cluster.url, cluster.served_model_name)
+    victim = cluster.servers[1]
+
+    async def kill_later() -> float:
+        # At least kill_after_s into the load, and while the victim is running requests: mid-request.
+        await asyncio.sleep(args.kill_after_s)
+        for _ in range(200):
+            if await asyncio.to_thread(running_requests, victim.url) > 0:
+                break
+            await asyncio.sleep(0.05)
+        victim.kill()
+        log(f"replica-kill: SIGKILLed replica 1 (pid {victim.pid}) {time.perf_counter() - t0:.1f} s into the load")
+        return time.perf_counter()
+
+    t0 = time.perf_counter()
+    killer = asyncio.create_task(kill_later())
+    outcomes = await many(graph, args.runs, context)
+    killed_at = await killer
+    wall = time.perf_counter() - t0
+    survivors = await many(graph, 4, context, start=10_000)  # after the kill: all on the live replica
+    return {"kill_after_s": args.kill_after_s, "wall_s": wall, "killed_at_s": killed_at - t0, **counts(outcomes),
+            "after_kill": counts(survivors),
+            "errors": sorted(Counter((o.error or "")[:90] for o in outcomes if o.error).items())[:5]}
+
+
+def running_requests(server_url: str) -> float:
+    """vLLM's gauge of requests running on one replica (its Prometheus /metrics)."""
+    try:
+        text = httpx.get(f"{server_url}/metrics", timeout=5, trust_env=False).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:num_requests_running"))
+
+
+def _read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    calls, finals = [], []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        (finals if "final" in record else calls).append(record.get("final", record))
+    return calls, finals
+
+
+def worker_kill(cluster: VLLMCluster, args: Any) -> dict[str, Any]:
+    threads = [f"w{i}-{int(time.time())}" for i in range(args.worker_runs)]
+    tmp = Path(tempfile.mkdtemp(prefix="r3-worker-kill-"))
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parent)}
+
+    def worker(mode: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(BENCH / "cluster_worker.py"), "--base-url", cluster.url,
+                                 "--db", pg.conn_string, "--threads", ",".join(threads), "--mode", mode,
+                                 "--log", str(tmp / f"{mode}.jsonl")], env=env, start_new_session=True)
+
+    with LocalPostgres() as pg:
+        first = worker("start")
+        deadline = time.monotonic() + 300
+        # Kill once every run has finished reason and some are inside reflect (the log is per call).
+        while time.monotonic() < deadline and first.poll() is None:
+            logged = _read_log(tmp / "start.jsonl")[0] if (tmp / "start.jsonl").exists() else []
+            if len(logged) >= args.kill_at_calls:
+                break
+            time.sleep(0.1)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        log(f"worker-kill: SIGKILLed worker 1 after {len(logged)} logged model calls")
+        second = worker("resume")
+        second.wait(timeout=600)
+        calls_1, _ = _read_log(tmp / "start.jsonl")
+        calls_2, finals = _read_log(tmp / "resume.jsonl")
+    repeated = []
+    for f in finals:  # a stage finished in worker 1 (before `next`) must not be called again
+        nxt = f["next"][0] if f.get("next") else None
+        finished = STAGES[: STAGES.index(nxt)] if nxt in STAGES else (STAGES if nxt is None else ())
+        repeated += [c for c in calls_2 if c["thread"] == f["thread"] and c["node"] in finished]
+    return {"runs": len(threads), "kill_at_calls": args.kill_at_calls,
+            "calls_worker_1": dict(Counter(c["node"] for c in calls_1)),
+            "calls_worker_2": dict(Counter(c["node"] for c in calls_2)),
+            "next_at_resume": dict(Counter((f.get("next") or ["(finished)"])[0] for f in finals)),
+            "completed": sum(1 for f in finals if f.get("output")), "errors": sum(1 for f in finals if f.get("error")),
+            "finished_stages_called_again": len(repeated)}
+
+
+async def scenarios(cluster: VLLMCluster, args: Any, out: Path) -> dict[str, Any]:
+    context = R3Context(reflect="self_questions", max_rounds=1, call_timeout_s=args.call_timeout_s,
+                        run_timeout_s=args.run_timeout_s)
+    wanted = args.scenario.split(",") if args.scenario != "all" else \
+        ["batches", "affinity", "throughput", "worker-kill", "replica-kill"]
+    log(f"warm-up: {args.warmup} runs")
+    await many(graph_for(cluster.url, cluster.served_model_name), args.warmup, context, start=-1000)
+    results: dict[str, Any] = {}
+    for name in wanted:  # replica-kill last: it leaves one replica
+        log(f"scenario {name}")
+        if name == "batches":
+            results[name] = await batches(cluster, args, context, out)
+        elif name == "affinity":
+            results[name] = await affinity(cluster, args, context)
+        elif name == "throughput":
+            results[name] = await throughput(cluster, args, context)
+        elif name == "worker-kill":
+            results[name] = await asyncio.to_thread(worker_kill, cluster, args)
+        elif name == "replica-kill":
+            results[name] = await replica_kill(cluster, args, context)
+        else:
+            raise SystemExit(f"unknown scenario {name!r}")
+    return results
+
+
+# -- report -------------------------------------------------------------------------------------
+def _ci(d: dict[str, float], fmt: str = "{:+.3f}") -> str:
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}] ({d['blocks']} paired blocks)"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta, r = result["meta"], result["scenarios"]
+    lines = ["# R3 past one machine: replicas behind vllm-router", "",
+             f"{meta['replicas']} vLLM replicas of `{meta['model']}` behind `vllm-router` "
+             f"(policy `{meta['policy']}`, key: the run id in `X-Session-ID`), all on 127.0.0.1; "
+             f"self_questions, max_rounds=1; {meta['machine']}, {meta['date']}. Command: `{meta['command']}`. "
+             f"Cluster start {meta['start_s']:.0f} s; total {meta['total_s']:.0f} s. The machine is shared with other "
+             "jobs and has 2 cores, so the replicas share them: timings are indicative, counts are exact.", ""]
+    if "batches" in r:
+        lines += ["## Concurrent runs through the router", "",
+                  "| batch | runs | completed | failed | untyped | hung | retried | wall (s) | runs/s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {b['batch']} | {b['runs']} | {b['completed']} | {b['failed']} | {b['untyped']} | {b['hung']} "
+                  f"| {b['retried']} | {b['wall_s']:.1f} | {b['runs_per_s']:.2f} |" for b in r["batches"]["rows"]]
+        lines += ["", f"Errors: **{r['batches']['errors']}**. Every run's output: `cluster_runs.jsonl`.", ""]
+    if "affinity" in r:
+        a = r["affinity"]
+        lines += ["## Prefix cache: round_robin vs session affinity", "",
+                  f"max_rounds={meta.get('affinity_rounds')}. "
+                  "Each run on a fresh scene image (no earlier run's prefix in any cache); the two routers front "
+                  "the same 2 replicas and alternate block by block. Cached = `usage.prompt_tokens_details."
+                  "cached_tokens` summed over every model call of every completed run.", "",
+                  "| policy | runs | model calls | prompt tokens | cached prompt tokens | share |",
+                  "|---|---|---|---|---|---|"]
+        for name, t in a["totals"].items():
+            share = t["cached_tokens"] / t["input_tokens"] if t["input_tokens"] else 0.0
+            lines.append(f"| {name} | {t['completed']}/{t['runs']} | {t['calls']} | {t['input_tokens']} "
+                         f"| {t['cached_tokens']} | {share:.1%} |")
+        lines += ["", f"Cache share, affinity minus round_robin, per block: {_ci(a['share_diff'])}.", ""]
+    if "throughput" in r:
+        t = r["throughput"]
+        lines += ["## Throughput: 1 replica vs 2", "", "| condition | block | runs | completed | wall (s) | runs/s |",
+                  "|---|---|---|---|---|---|"]
+        for name, rows in t["blocks"].items():
+            lines += [f"| {name} | {b['block']} | {b['runs']} | {b['completed']} | {b['wall_s']:.1f} "
+                      f"| {b['runs_per_s']:.2f} |" for b in rows]
+        lines += ["", f"runs/s, 2 replicas minus 1: {_ci(t['runs_per_s_diff'], '{:+.2f}')}. Both replicas share "
+                  "the same 2 CPU cores here, so a second replica adds no compute; on separate GPUs or machines "
+                  "it would.", ""]
+    if "worker-kill" in r:
+        w = r["worker-kill"]
+        lines += ["## A worker process killed mid-run, resumed by another from Postgres", "",
+                  f"{w['runs']} runs in worker process 1 (checkpoints in a local PostgreSQL, `durability=\"sync\"`), "
+                  f"SIGKILLed after {w['kill_at_calls']} model calls had started; worker process 2 resumed every "
+                  "thread from its checkpoint.", "",
+                  f"- model calls by node, worker 1: {w['calls_worker_1']}",
+                  f"- next stage per run when worker 2 read the checkpoints: {w['next_at_resume']}",
+                  f"- model calls by node, worker 2: {w['calls_worker_2']}",
+                  f"- runs completed: {w['completed']} / {w['runs']}, errors: {w['errors']}",
+                  "- calls worker 2 made for stages a run had already finished: "
+                  f"**{w['finished_stages_called_again']}**",
+                  ""]
+    if "replica-kill" in r:
+        k = r["replica-kill"]
+        lines += ["## One replica killed mid-load", "",
+                  f"{k['runs']} concurrent runs; replica 1 SIGKILLed {k['killed_at_s']:.1f} s in. Graph "
+                  "RetryPolicy: 3 attempts (0.5 s, 1 s backoff); router: circuit opens after 3 failures, health "
+                  "checked every 1 s.", "",
+                  "| completed | retried (of which completed) | failed, typed (with best draft) | untyped | hung "
+                  "| wall (s) |",
+                  "|---|---|---|---|---|---|",
+                  f"| {k['completed']} | {k['retried']} ({k['retried_then_completed']}) | {k['failed']} "
+                  f"({k['failed_with_best_draft']}) | {k['untyped']} | {k['hung']} | {k['wall_s']:.1f} |", "",
+                  f"Runs started after the kill: {k['after_kill']['completed']}/{k['after_kill']['runs']} completed. "
+                  f"Errors seen: {k['errors'] or 'none'}.", ""]
+    return "\n".join(lines)
