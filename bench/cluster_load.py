@@ -48,17 +48,25 @@ def log(msg: str) -> None:
 
 
 class FreshImages:
-    """A new 64x64 scene per run: its prefix is in no replica's cache yet."""
+    """A new 64x64 scene per run: its prefix is in no replica's cache yet. ``variants(k)`` renders one
+    scene k times, differing in one corner pixel: the same scene for every compared condition, but a
+    different image hash, so no condition is served from another's cache."""
 
     def __init__(self, seed: int) -> None:
         self._rng = random.Random(seed)  # one scene at a time: the same sequence as generate_scenes(seed, n)
 
-    def next(self) -> str:
+    def variants(self, k: int) -> list[str]:
         from r3graph.scenes.world import generate_scene, render
 
-        buf = io.BytesIO()
-        render(generate_scene(self._rng)).save(buf, "PNG")
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        image = render(generate_scene(self._rng))
+        urls = []
+        for c in range(k):
+            variant = image.copy()
+            variant.putpixel((0, 0), (c, c, c))
+            buf = io.BytesIO()
+            variant.save(buf, "PNG")
+            urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+        return urls
 
 
 class FailedAttempts(BaseCallbackHandler):
@@ -110,10 +118,11 @@ def graph_for(url: str, model: str) -> Any:
     return build_r3_graph(chat_model_for_server(url, model=model), pack="scenes").compile()
 
 
-async def many(graph: Any, n: int, context: R3Context, images: FreshImages | None = None,
+async def many(graph: Any, n: int, context: R3Context, images: list[str] | None = None,
                start: int = 0) -> list[Outcome]:
+    """``n`` concurrent runs; on ``images`` (one per run) or all on the example image."""
     image = str(IMAGE)
-    return list(await asyncio.gather(*(run_one(graph, start + i, images.next() if images else image, context)
+    return list(await asyncio.gather(*(run_one(graph, start + i, images[i] if images else image, context)
                                        for i in range(n))))
 
 
@@ -149,22 +158,29 @@ async def interleaved(graphs: dict[str, Any], blocks: int, runs: int, context: R
     names = list(graphs)
     per: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for b in range(blocks):
+        scenes = [images.variants(len(names)) for _ in range(runs)] if images else None
         for name in (names if b % 2 == 0 else names[::-1]):
+            variant = [v[names.index(name)] for v in scenes] if scenes else None
             t0 = time.perf_counter()
-            outcomes = await many(graphs[name], runs, context, images, start=b * runs)
+            outcomes = await many(graphs[name], runs, context, variant, start=b * runs)
             wall = time.perf_counter() - t0
             done = [o for o in outcomes if o.status == "completed"]
             row = {"block": b + 1, **counts(outcomes), "wall_s": wall, "runs_per_s": runs / wall,
                    "input_tokens": sum(o.input_tokens for o in done),
-                   "cached_tokens": sum(o.cached_tokens for o in done), "calls": sum(o.calls for o in done)}
+                   "cached_tokens": sum(o.cached_tokens for o in done), "calls": sum(o.calls for o in done),
+                   "run_shares": [o.cached_tokens / o.input_tokens if o.input_tokens else 0.0 for o in outcomes]}
             per[name].append(row)
             log(f"{name}: block {b + 1}: {row}")
     return per
 
 
 def compare(per: dict[str, list[dict[str, Any]]], a: str, b: str, key: Any) -> dict[str, float]:
-    diff = paired_bootstrap([key(r) for r in per[a]], [key(r) for r in per[b]])
-    return {"mean": diff.mean, "low": diff.low, "high": diff.high, "blocks": diff.n}
+    """Paired bootstrap of ``key`` (one value per block, or a list per block: one per paired run)."""
+    def values(name: str) -> list[float]:
+        return [v for r in per[name] for v in (key(r) if isinstance(key(r), list) else [key(r)])]
+
+    diff = paired_bootstrap(values(a), values(b))
+    return {"mean": diff.mean, "low": diff.low, "high": diff.high, "pairs": diff.n}
 
 
 async def affinity(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
@@ -174,10 +190,10 @@ async def affinity(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[
         # Deeper runs: each refine and its checks repeat the draft, the prefix a run's stages share.
         deep = context.model_copy(update={"max_rounds": args.affinity_rounds})
         per = await interleaved(graphs, args.blocks, args.block_runs, deep, FreshImages(seed=args.seed))
-    share = lambda r: r["cached_tokens"] / r["input_tokens"] if r["input_tokens"] else 0.0  # noqa: E731
     keys = ("runs", "completed", "calls", "input_tokens", "cached_tokens")
     totals = {name: {k: sum(r[k] for r in rows) for k in keys} for name, rows in per.items()}
-    return {"blocks": per, "totals": totals, "share_diff": compare(per, "round_robin", cluster.policy, share)}
+    share_diff = compare(per, "round_robin", cluster.policy, lambda r: r["run_shares"])
+    return {"blocks": per, "totals": totals, "share_diff": share_diff}
 
 
 async def throughput(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
@@ -192,24 +208,31 @@ async def replica_kill(cluster: VLLMCluster, args: Any, context: R3Context) -> d
     graph = graph_for(cluster.url, cluster.served_model_name)
     victim = cluster.servers[1]
 
-    async def kill_later() -> float:
+    async def kill_later() -> tuple[float, float]:
         # At least kill_after_s into the load, and while the victim is running requests: mid-request.
         await asyncio.sleep(args.kill_after_s)
+        running = 0.0
         for _ in range(200):
-            if await asyncio.to_thread(running_requests, victim.url) > 0:
+            running = await asyncio.to_thread(running_requests, victim.url)
+            if running > 0:
                 break
             await asyncio.sleep(0.05)
         victim.kill()
-        log(f"replica-kill: SIGKILLed replica 1 (pid {victim.pid}) {time.perf_counter() - t0:.1f} s into the load")
-        return time.perf_counter()
+        log(f"replica-kill: SIGKILLed replica 1 (pid {victim.pid}, {running:.0f} requests running) "
+            f"{time.perf_counter() - t0:.1f} s into the load")
+        return time.perf_counter(), running
 
     t0 = time.perf_counter()
+    router_before = await asyncio.to_thread(router_counters, cluster.router.metrics_url)
     killer = asyncio.create_task(kill_later())
     outcomes = await many(graph, args.runs, context)
-    killed_at = await killer
+    killed_at, running_at_kill = await killer
     wall = time.perf_counter() - t0
     survivors = await many(graph, 4, context, start=10_000)  # after the kill: all on the live replica
-    return {"kill_after_s": args.kill_after_s, "wall_s": wall, "killed_at_s": killed_at - t0, **counts(outcomes),
+    router_after = await asyncio.to_thread(router_counters, cluster.router.metrics_url)
+    router = {k: router_after.get(k, 0.0) - router_before.get(k, 0.0) for k in router_after}
+    return {"kill_after_s": args.kill_after_s, "wall_s": wall, "killed_at_s": killed_at - t0,
+            "victim_running_at_kill": running_at_kill, "victim": victim.url, "router": router, **counts(outcomes),
             "after_kill": counts(survivors),
             "errors": sorted(Counter((o.error or "")[:90] for o in outcomes if o.error).items())[:5]}
 
@@ -222,6 +245,18 @@ def running_requests(server_url: str) -> float:
         return 0.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("vllm:num_requests_running"))
+
+
+def router_counters(metrics_url: str) -> dict[str, float]:
+    """The router's retries and, per worker, requests processed and circuit-breaker failures."""
+    wanted = ("vllm_router_retries_total", "vllm_router_processed_requests_total", "vllm_router_cb_outcomes_total")
+    text = httpx.get(metrics_url, timeout=5, trust_env=False).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            key, value = line.rsplit(" ", 1)
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
 
 
 def _read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -298,7 +333,7 @@ async def scenarios(cluster: VLLMCluster, args: Any, out: Path) -> dict[str, Any
 
 # -- report -------------------------------------------------------------------------------------
 def _ci(d: dict[str, float], fmt: str = "{:+.3f}") -> str:
-    return f"{fmt.format(d['mean'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}] ({d['blocks']} paired blocks)"
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}] ({d['pairs']} pairs)"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -320,7 +355,9 @@ def markdown(result: dict[str, Any]) -> str:
         a = r["affinity"]
         lines += ["## Prefix cache: round_robin vs session affinity", "",
                   f"max_rounds={meta.get('affinity_rounds')}. "
-                  "Each run on a fresh scene image (no earlier run's prefix in any cache); the two routers front "
+                  "Each scene is new (no earlier run's prefix in any cache) and runs under both policies, its "
+                  "two copies differing in one corner pixel (another image hash: neither run hits the other's "
+                  "cache). The two routers front "
                   "the same 2 replicas and alternate block by block. Cached = `usage.prompt_tokens_details."
                   "cached_tokens` summed over every model call of every completed run.", "",
                   "| policy | runs | model calls | prompt tokens | cached prompt tokens | share |",
@@ -329,7 +366,8 @@ def markdown(result: dict[str, Any]) -> str:
             share = t["cached_tokens"] / t["input_tokens"] if t["input_tokens"] else 0.0
             lines.append(f"| {name} | {t['completed']}/{t['runs']} | {t['calls']} | {t['input_tokens']} "
                          f"| {t['cached_tokens']} | {share:.1%} |")
-        lines += ["", f"Cache share, affinity minus round_robin, per block: {_ci(a['share_diff'])}.", ""]
+        lines += ["", f"Cache share per run, affinity minus round_robin (the same scene under both, paired; "
+                  f"95% bootstrap CI): {_ci(a['share_diff'])}.", ""]
     if "throughput" in r:
         t = r["throughput"]
         lines += ["## Throughput: 1 replica vs 2", "", "| condition | block | runs | completed | wall (s) | runs/s |",
@@ -364,6 +402,10 @@ def markdown(result: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|",
                   f"| {k['completed']} | {k['retried']} ({k['retried_then_completed']}) | {k['failed']} "
                   f"({k['failed_with_best_draft']}) | {k['untyped']} | {k['hung']} | {k['wall_s']:.1f} |", "",
-                  f"Runs started after the kill: {k['after_kill']['completed']}/{k['after_kill']['runs']} completed. "
-                  f"Errors seen: {k['errors'] or 'none'}.", ""]
+                  f"{k['victim_running_at_kill']:.0f} requests were running on the killed replica. Runs started "
+                  f"after the kill: {k['after_kill']['completed']}/{k['after_kill']['runs']} completed. Errors seen: "
+                  f"{k['errors'] or 'none'}. What the router did meanwhile (its Prometheus counters, change over "
+                  "the scenario):", ""]
+        lines += [f"- `{name}`: {value:.0f}" for name, value in sorted(k["router"].items()) if value]
+        lines.append("")
     return "\n".join(lines)

@@ -62,6 +62,8 @@ class PostgresError(RuntimeError):
 def postgres_bindir() -> Path:
     """Where ``initdb`` and ``postgres`` are: ``$R3GRAPH_PG_BINDIR``, PATH, or Debian's layout."""
     if env := os.environ.get("R3GRAPH_PG_BINDIR"):
+        if not (Path(env) / "initdb").is_file():
+            raise PostgresError(f"R3GRAPH_PG_BINDIR={env} has no initdb: point it at PostgreSQL's bin folder")
         return Path(env)
     if found := shutil.which("initdb"):
         return Path(found).resolve().parent  # Debian links initdb into PATH; the rest sits beside it

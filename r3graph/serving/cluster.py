@@ -80,6 +80,11 @@ class VLLMRouter(LoopbackProcess):
         # so two clusters (or a test and a user's router) never collide.
         self.metrics_port = free_port(host)
 
+    @property
+    def metrics_url(self) -> str:
+        """The router's Prometheus metrics (requests, retries, circuit-breaker outcomes per worker)."""
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
     def command(self) -> list[str]:
         return [
             *router_executable(),

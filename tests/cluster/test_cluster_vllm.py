@@ -99,6 +99,9 @@ async def test_a_replica_killed_mid_load_ends_every_run_with_a_result_or_typed_e
     assert seen["runs"] == 16 and seen["hung"] == 0 and seen["untyped"] == 0
     assert seen["completed"] + seen["failed"] == 16
     assert seen["after_kill"]["completed"] == seen["after_kill"]["runs"]
+    # Requests cut by the kill were retried, by the router (its counter) or by the graph (a failed attempt):
+    router_retries = sum(v for k, v in seen["router"].items() if k.startswith("vllm_router_retries_total"))
+    assert seen["victim_running_at_kill"] == 0 or router_retries + seen["retried"] > 0
     assert group is not None and not any(_in_group(p, group) for p in psutil.process_iter())
     groups = cluster.pids()  # the live replica's and the router's process groups
     cluster.stop()

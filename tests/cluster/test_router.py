@@ -111,3 +111,13 @@ def test_serve_takes_replicas_and_a_router_policy() -> None:
     assert build_parser().parse_args(["serve"]).replicas == 1
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--replicas", "2", "--policy", "nearest"])
+
+
+def test_only_clients_that_send_headers_get_the_session_key() -> None:
+    from r3graph.backends import make_backend
+    from r3graph.calls import session_kwargs
+
+    openai = chat_model_for_server("http://127.0.0.1:9", model="m")
+    assert session_kwargs(openai, "run-1") == {"extra_headers": {SESSION_HEADER: "run-1"}}
+    assert session_kwargs(openai, None) == {}
+    assert session_kwargs(make_backend("scripted").model, "run-1") == {}  # no such kwarg: nothing sent
