@@ -9,6 +9,7 @@ import asyncio
 import importlib.util
 import os
 import sys
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -103,15 +104,24 @@ async def test_a_replica_killed_mid_load_ends_every_run_with_a_result_or_typed_e
     # Requests cut by the kill were retried, by the router (its counter) or by the graph (a failed attempt):
     router_retries = sum(v for k, v in seen["router"].items() if k.startswith("vllm_router_retries_total"))
     assert seen["victim_running_at_kill"] == 0 or router_retries + seen["retried"] > 0
-    assert group is not None and not any(_in_group(p, group) for p in psutil.process_iter())
+    assert group is not None and _left_in(group) == []
     groups = cluster.pids()  # the live replica's and the router's process groups
     cluster.stop()
-    assert not any(_in_group(p, g) for p in psutil.process_iter() for g in groups), "orphans after stop()"
+    assert [p for g in groups for p in _left_in(g)] == [], "orphans after stop()"
 
 
-def _in_group(proc: psutil.Process, pgid: int) -> bool:
-    try:
-        return os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE
-    except (ProcessLookupError, psutil.NoSuchProcess):
-        return False
+def _left_in(pgid: int, wait_s: float = 10.0) -> list[str]:
+    """Live (not zombie) processes of a process group, after giving a SIGKILL time to land."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == pgid and proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                    left.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:80]}")
+            except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
