@@ -184,16 +184,20 @@ def compare(per: dict[str, list[dict[str, Any]]], a: str, b: str, key: Any) -> d
 
 
 async def affinity(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
-    with VLLMRouter([s.url for s in cluster.servers], policy="round_robin") as rr:
+    urls = [s.url for s in cluster.servers]
+    # cache_aware: the router's own prefix tree, no key needed; the third condition, same scenes.
+    with VLLMRouter(urls, policy="round_robin") as rr, VLLMRouter(urls, policy="cache_aware") as ca:
         graphs = {"round_robin": graph_for(rr.url, cluster.served_model_name),
-                  cluster.policy: graph_for(cluster.url, cluster.served_model_name)}
+                  cluster.policy: graph_for(cluster.url, cluster.served_model_name),
+                  "cache_aware": graph_for(ca.url, cluster.served_model_name)}
         # Deeper runs: each refine and its checks repeat the draft, the prefix a run's stages share.
         deep = context.model_copy(update={"max_rounds": args.affinity_rounds})
         per = await interleaved(graphs, args.blocks, args.block_runs, deep, FreshImages(seed=args.seed))
     keys = ("runs", "completed", "calls", "input_tokens", "cached_tokens")
     totals = {name: {k: sum(r[k] for r in rows) for k in keys} for name, rows in per.items()}
-    share_diff = compare(per, "round_robin", cluster.policy, lambda r: r["run_shares"])
-    return {"blocks": per, "totals": totals, "share_diff": share_diff}
+    shares = lambda r: r["run_shares"]  # noqa: E731
+    return {"blocks": per, "totals": totals, "share_diff": compare(per, "round_robin", cluster.policy, shares),
+            "cache_aware_diff": compare(per, "round_robin", "cache_aware", shares)}
 
 
 async def throughput(cluster: VLLMCluster, args: Any, context: R3Context) -> dict[str, Any]:
@@ -352,12 +356,12 @@ def markdown(result: dict[str, Any]) -> str:
                   f"| {b['retried']} | {b['wall_s']:.1f} | {b['runs_per_s']:.2f} |" for b in r["batches"]["rows"]]
         lines += ["", f"Errors: **{r['batches']['errors']}**. Every run's output: `cluster_runs.jsonl`.", ""]
     if "affinity" in r:
-        a = r["affinity"]
-        lines += ["## Prefix cache: round_robin vs session affinity", "",
+        a, cluster_policy = r["affinity"], meta["policy"]
+        lines += ["## Prefix cache: round_robin vs session affinity vs cache_aware", "",
                   f"max_rounds={meta.get('affinity_rounds')}. "
-                  "Each scene is new (no earlier run's prefix in any cache) and runs under both policies, its "
-                  "two copies differing in one corner pixel (another image hash: neither run hits the other's "
-                  "cache). The two routers front "
+                  "Each scene is new (no earlier run's prefix in any cache) and runs under every policy, its "
+                  "copies differing in one corner pixel (another image hash: no run hits another's "
+                  "cache). The routers front "
                   "the same 2 replicas and alternate block by block. Cached = `usage.prompt_tokens_details."
                   "cached_tokens` summed over every model call of every completed run.", "",
                   "| policy | runs | model calls | prompt tokens | cached prompt tokens | share |",
@@ -366,8 +370,9 @@ def markdown(result: dict[str, Any]) -> str:
             share = t["cached_tokens"] / t["input_tokens"] if t["input_tokens"] else 0.0
             lines.append(f"| {name} | {t['completed']}/{t['runs']} | {t['calls']} | {t['input_tokens']} "
                          f"| {t['cached_tokens']} | {share:.1%} |")
-        lines += ["", f"Cache share per run, affinity minus round_robin (the same scene under both, paired; "
-                  f"95% bootstrap CI): {_ci(a['share_diff'])}.", ""]
+        lines += ["", f"Cache share per run minus round_robin's (the same scene under each policy, paired; 95% "
+                  f"bootstrap CI): {cluster_policy}: {_ci(a['share_diff'])}; cache_aware: "
+                  f"{_ci(a['cache_aware_diff'])}.", ""]
     if "throughput" in r:
         t = r["throughput"]
         lines += ["## Throughput: 1 replica vs 2", "", "| condition | block | runs | completed | wall (s) | runs/s |",
