@@ -258,8 +258,8 @@ def main() -> int:
 
 def cluster_main(args: argparse.Namespace) -> int:
     """The scale-out scenarios on one cluster, stopped (every replica and the router) at the end."""
-    from cluster_load import markdown as cluster_markdown
     from cluster_load import scenarios
+    from cluster_report import markdown as cluster_markdown
 
     from r3graph.serving.cluster import VLLMCluster
 
