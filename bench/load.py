@@ -11,6 +11,12 @@ server and exits. The server is always stopped by the script.
     flock /tmp/r3graph-vllm.lock .venv/bin/python bench/load.py --runs 16 --batches 2
 
 Writes bench/results/load.md and load.json.
+
+Past one server (``--scenario``, see bench/cluster_load.py): 2 replicas behind vllm-router, writing
+bench/results/cluster.md and cluster.json:
+
+    flock /tmp/r3graph-vllm.lock .venv/bin/python bench/load.py --scenario all
+    .venv/bin/python bench/load.py --scenario affinity,replica-kill --runs 32
 """
 
 from __future__ import annotations
@@ -180,7 +186,21 @@ def main() -> int:
     parser.add_argument("--cap-s", type=float, default=900.0, help="hard wall-clock cap, server start included")
     parser.add_argument("--model-dir", default=str(SHIPPED_MODEL_DIR))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--scenario", default="single",
+                        help="single (one server, as before), or comma-separated cluster scenarios: batches, "
+                        "affinity, throughput, worker-kill, replica-kill, or all (bench/cluster_load.py)")
+    parser.add_argument("--replicas", type=int, default=2, help="cluster scenarios: vLLM replicas")
+    parser.add_argument("--blocks", type=int, default=4, help="affinity/throughput: interleaved blocks per condition")
+    parser.add_argument("--block-runs", type=int, default=8, help="affinity: concurrent runs per block")
+    parser.add_argument("--seed", type=int, default=4242, help="affinity: scene images")
+    parser.add_argument("--affinity-rounds", type=int, default=3, help="affinity: max_rounds of each run")
+    parser.add_argument("--kill-after-s", type=float, default=3.0,
+                        help="replica-kill: seconds into the load (then as soon as the replica is mid-request)")
+    parser.add_argument("--worker-runs", type=int, default=8, help="worker-kill: runs in the killed worker")
+    parser.add_argument("--kill-at-calls", type=int, default=14, help="worker-kill: kill after this many calls")
     args = parser.parse_args()
+    if args.scenario != "single":
+        return cluster_main(args)
     if not (1 <= args.runs <= 512 and 1 <= args.batches <= 20):
         parser.error("--runs must be 1..512 and --batches 1..20")
 
@@ -234,6 +254,44 @@ def main() -> int:
     (out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
     print(text)
     return 0 if result["summary"]["errors"] == 0 else 1
+
+
+def cluster_main(args: argparse.Namespace) -> int:
+    """The scale-out scenarios on one cluster, stopped (every replica and the router) at the end."""
+    from cluster_load import scenarios
+    from cluster_report import markdown as cluster_markdown
+
+    from r3graph.serving.cluster import VLLMCluster
+
+    apply_vllm_env_defaults()
+    started = time.perf_counter()
+    cluster = VLLMCluster(args.model_dir, replicas=args.replicas, startup_timeout=600)
+    watchdog = threading.Timer(args.cap_s, lambda: (log("hard cap reached"), cluster.stop(), os._exit(3)))
+    watchdog.daemon = True
+    watchdog.start()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        log(f"starting {args.replicas} replicas and vllm-router")
+        cluster.start()
+        start_s = time.perf_counter() - started
+        log(f"router at {cluster.url} over {[s.url for s in cluster.servers]} in {start_s:.0f} s")
+        results = asyncio.run(scenarios(cluster, args, out))
+    finally:
+        cluster.stop()
+        watchdog.cancel()
+    result = {"meta": {"command": "python bench/load.py " + shlex.join(sys.argv[1:]), "replicas": args.replicas,
+                       "policy": cluster.policy, "model": Path(args.model_dir).name,
+                       "affinity_rounds": args.affinity_rounds,
+                       "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+                       "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "start_s": start_s, "total_s": time.perf_counter() - started},
+              "scenarios": results}
+    (out / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = cluster_markdown(result)
+    (out / "cluster.md").write_text(text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

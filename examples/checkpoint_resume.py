@@ -1,13 +1,16 @@
-"""A run that dies after reflect resumes from SQLite on the same thread, without redoing reason/reflect.
+"""A run that dies after reflect resumes from SQLite or Postgres on the same thread, without redoing
+reason/reflect.
 
     python examples/checkpoint_resume.py                          # both phases, scripted model
     python examples/checkpoint_resume.py --phase crash --hard-kill --db /tmp/r3.sqlite
     python examples/checkpoint_resume.py --phase resume --db /tmp/r3.sqlite   # a new process
+    python examples/checkpoint_resume.py --db postgresql://user@host/db       # Postgres instead
 
-Phase 1 runs R3 with a SQLite checkpointer and dies as refine calls the model: an exception, or with
-``--hard-kill`` the process exits on the spot (``os._exit``, no clean-up at all). Phase 2 (a fresh
-model, graph and connection, as in a new process) calls ``ainvoke(None, config)`` on the same
-``thread_id``: LangGraph loads the last checkpoint, which is after reflect, so only refine runs.
+Phase 1 runs R3 with a SQLite (or, with a ``postgresql://`` URL, Postgres) checkpointer and dies as
+refine calls the model: an exception, or with ``--hard-kill`` the process exits on the spot
+(``os._exit``, no clean-up at all). Phase 2 (a fresh model, graph and connection, as in a new
+process) calls ``ainvoke(None, config)`` on the same ``thread_id``: LangGraph loads the last
+checkpoint, which is after reflect, so only refine runs.
 
 ``durability="sync"`` makes each step's checkpoint durable before the next step starts; with the
 default ("async") a hard kill may lose the last step's checkpoint. Model calls are counted per graph
@@ -25,14 +28,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from r3graph import R3Context, R3Error, R3Input, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
-from r3graph.checkpointing import checkpoint_serde
+from r3graph.checkpointing import open_checkpointer
 from r3graph.graphs import default_retry_policy
 from r3graph.scenes.assets import EXAMPLE_PNG
 
@@ -67,14 +68,13 @@ def counts(counter: CallCounter) -> str:
     return ", ".join(f"{node}={n}" for node, n in sorted(counter.by_node.items())) or "none"
 
 
-async def phase(backend: Backend, db: Path, thread: str, *, crash: bool, hard_kill: bool = False) -> dict[str, Any]:
+async def phase(backend: Backend, db: Path | str, thread: str, *, crash: bool,
+                hard_kill: bool = False) -> dict[str, Any]:
     """One process's worth of work; returns what it saw (for tests and printing)."""
     counter = CallCounter(crash_in="refine" if crash else None, hard_kill=hard_kill)
     config: RunnableConfig = {"configurable": {"thread_id": thread}, "callbacks": [counter]}
     context = R3Context(max_rounds=1)
-    async with aiosqlite.connect(str(db)) as connection:
-        # checkpoint_serde(): R3's state types read back without "unregistered type" warnings.
-        saver = AsyncSqliteSaver(connection, serde=checkpoint_serde())
+    async with open_checkpointer(db) as saver:  # a SQLite file or a postgresql:// URL
         # One attempt: a crash is not something a retry should paper over in this demo.
         graph = build_r3_graph(backend.model, pack=backend.pack,
                                retry_policy=default_retry_policy(1)).compile(checkpointer=saver)
@@ -92,14 +92,14 @@ async def phase(backend: Backend, db: Path, thread: str, *, crash: bool, hard_ki
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", choices=["both", "crash", "resume"], default="both")
-    parser.add_argument("--db", type=Path, help="SQLite file (default: a new temporary one)")
+    parser.add_argument("--db", help="SQLite file or postgresql:// URL (default: a new temporary SQLite file)")
     parser.add_argument("--thread", default="checkpoint-demo", help="the thread_id both phases share")
     parser.add_argument("--hard-kill", action="store_true", help="phase 1 exits the process instead of raising")
     parser.add_argument("--engine", action="store_true", help="the shipped model in an in-process vLLM engine")
     parser.add_argument("--base-url", help="a running vLLM server instead")
     args = parser.parse_args(argv)
     kind: BackendKind = "server" if args.base_url else "engine" if args.engine else "scripted"
-    db = args.db or Path(tempfile.mkdtemp(prefix="r3-checkpoints-")) / "r3.sqlite"
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="r3-checkpoints-")) / "r3.sqlite")
     print(f"R3 model: {make_backend(kind, base_url=args.base_url).label}")
     print(f"checkpoints: {db} (thread {args.thread})")
     try:

@@ -4,12 +4,14 @@
     python examples/human_review.py --auto-approve    # non-interactive
     python examples/human_review.py --edit "the red shape is a star, not a circle"
     python examples/human_review.py --stop            # keep the first draft
+    python examples/human_review.py --auto-approve --db postgresql://user@host/db   # pauses kept in Postgres
 
-``R3Context(review=True)`` makes the graph pause (LangGraph ``interrupt``) between reflect and refine;
-the pause needs a checkpointer, here in memory. The run comes back with ``__interrupt__`` holding
-the draft and the critique; ``Command(resume=...)`` continues it on the same thread with the
-decision: ``True`` (approve), a string (the critique refine should use instead) or
-``{"action": "stop"}`` (accept the draft as it is). With more rounds, each one pauses again.
+``R3Context(review=True)`` makes the graph pause (LangGraph ``interrupt``) between reflect and
+refine; the pause needs a checkpointer, here in memory (or SQLite / Postgres with ``--db``). The run
+comes back with ``__interrupt__`` holding the draft and the critique; ``Command(resume=...)``
+continues it on the same thread with the decision: ``True`` (approve), a string (the critique refine
+should use instead) or ``{"action": "stop"}`` (accept the draft as it is). With more rounds, each
+one pauses again.
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from r3graph import R3Context, R3Input, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
-from r3graph.checkpointing import checkpoint_serde
+from r3graph.checkpointing import open_checkpointer
 from r3graph.scenes.assets import EXAMPLE_PNG
 
 Decide = Callable[[dict[str, Any]], Any]
@@ -57,25 +59,30 @@ def ask_on_stdin(payload: dict[str, Any]) -> Any:
 
 
 async def review_run(backend: Backend, decide: Decide, *, max_rounds: int = 1,
-                     thread: str = "review-demo") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run to the end, asking ``decide`` at every pause; returns the result and the pauses seen."""
-    checkpointer = InMemorySaver(serde=checkpoint_serde())  # R3's state types, without warnings
-    graph = build_r3_graph(backend.model, pack=backend.pack).compile(checkpointer=checkpointer)
+                     thread: str = "review-demo", db: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run to the end, asking ``decide`` at every pause; returns the result and the pauses seen.
+
+    With ``db`` (a SQLite file or ``postgresql://`` URL) every pause is a durable checkpoint: each
+    resume opens a fresh connection and graph, as a reviewer's answer arriving at another worker
+    process would."""
     config: RunnableConfig = {"configurable": {"thread_id": thread}}
     context = R3Context(max_rounds=max_rounds, review=True)
     pauses: list[dict[str, Any]] = []
     step: R3Input | Command[Any] = {"instruction": "Describe the image.", "images": [str(EXAMPLE_PNG)]}
-    while True:
-        result = await graph.ainvoke(step, config, context=context)
-        pending = result.get("__interrupt__")
-        if not pending:
-            return result, pauses
-        payload = pending[0].value
-        pauses.append(payload)
-        show(payload)
-        decision = decide(payload)
-        print(f"decision: {decision!r}")
-        step = Command(resume=decision)
+    async with open_checkpointer(None) as memory:
+        while True:
+            async with open_checkpointer(db) if db else nullcontext(memory) as checkpointer:
+                graph = build_r3_graph(backend.model, pack=backend.pack).compile(checkpointer=checkpointer)
+                result = await graph.ainvoke(step, config, context=context)
+            pending = result.get("__interrupt__")
+            if not pending:
+                return result, pauses
+            payload = pending[0].value
+            pauses.append(payload)
+            show(payload)
+            decision = decide(payload)
+            print(f"decision: {decision!r}")
+            step = Command(resume=decision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     how.add_argument("--edit", metavar="TEXT", help="replace every critique with TEXT")
     how.add_argument("--stop", action="store_true", help="stop at the first review, keeping the draft")
     parser.add_argument("--max-rounds", type=int, default=1)
+    parser.add_argument("--db", help="keep the pauses in a SQLite file or postgresql:// URL (default: memory)")
     parser.add_argument("--engine", action="store_true", help="the shipped model in an in-process vLLM engine")
     parser.add_argument("--base-url", help="a running vLLM server instead")
     args = parser.parse_args(argv)
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = make_backend(kind, base_url=args.base_url)
     print(f"R3 model: {backend.label}")
     try:
-        result, _ = asyncio.run(review_run(backend, decide, max_rounds=args.max_rounds))
+        result, _ = asyncio.run(review_run(backend, decide, max_rounds=args.max_rounds, db=args.db))
     finally:
         if backend.kind == "engine":
             from r3graph.serving import shutdown_engines

@@ -31,6 +31,10 @@ SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
+# The header vllm-router's consistent_hash policy reads first: every call of a run carries the run's
+# id, so the router keeps a run's stages (which share the image prefix) on one replica's prefix cache.
+SESSION_HEADER = "X-Session-ID"
+
 
 def is_transient(exc: BaseException) -> bool:
     """Whether another attempt can help: timeouts, dropped connections, 429 and 5xx answers."""
@@ -51,6 +55,18 @@ def supports_response_format(model: Any) -> bool:
     if declared is not None:
         return bool(declared)
     return type(model).__module__.startswith("langchain_openai")
+
+
+def session_kwargs(model: Any, session_key: str | None) -> dict[str, Any]:
+    """Invoke kwargs that put the run's routing key on the request: ``extra_headers`` for OpenAI
+    clients (ChatOpenAI hands it to the HTTP request; see :data:`SESSION_HEADER`), nothing for models
+    that do not take it (in-process engine, other providers). A model class may declare
+    ``supports_extra_headers = True/False`` to say otherwise."""
+    declared = getattr(model, "supports_extra_headers", None)
+    takes_headers = bool(declared) if declared is not None else type(model).__module__.startswith("langchain_openai")
+    if not session_key or not takes_headers:
+        return {}
+    return {"extra_headers": {SESSION_HEADER: session_key}}
 
 
 def model_name(model: Any) -> str:
@@ -153,6 +169,8 @@ class StageCaller:
     image_urls: list[str]
     run_config: RunnableConfig | None = None
     deadline: float | None = None
+    # The run's id: sent as the router's session key (X-Session-ID) so a run stays on one replica.
+    session_key: str | None = None
     # Summed over every call made through this caller, concurrent fan-out calls included.
     usage: Usage = field(default_factory=Usage)
 
@@ -160,7 +178,10 @@ class StageCaller:
         messages = stage_messages(self.pack, self.image_urls, text)
         sampling = self.context.sampling_for(stage).as_kwargs()
         with self._span(stage, sampling, messages, output_type) as span:
-            reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling, **extra))
+            routing = session_kwargs(self.model, self.session_key)
+            reply = await self._guarded(
+                stage, self.model.ainvoke(messages, self.run_config, **sampling, **routing, **extra)
+            )
             assert isinstance(reply, AIMessage)
             result = CallResult(text=message_text(reply).strip(), usage=usage_of(reply))
             self._finish_span(span, result)

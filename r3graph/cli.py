@@ -18,6 +18,7 @@ from typing import Any
 from r3graph.errors import R3ConfigError, R3Error, R3ValidationError
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.report_cli import add_report_parser, run_report
+from r3graph.serving.cluster import ROUTER_POLICIES
 from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
 
 # argparse exits with 2 on a bad command line; a bad input or option found by our checks is the same
@@ -44,11 +45,13 @@ def _check_model_dir(path: str) -> str:
 def _cmd_serve(args: argparse.Namespace, passthrough: list[str]) -> int:
     from r3graph.serving.server import VLLMServer, VLLMServerError
 
-    server = VLLMServer(
+    if args.replicas < 1:
+        sys.exit(f"r3graph: --replicas must be at least 1, got {args.replicas}")
+    server: Any = VLLMServer(
         _check_model_dir(args.model), host=args.host, port=args.port,
         served_model_name=args.served_model_name, max_model_len=args.max_model_len,
         extra_args=passthrough, startup_timeout=args.startup_timeout, echo=sys.stderr,
-    )
+    ) if args.replicas == 1 else _cluster(args, passthrough)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # one shutdown path for Ctrl-C and SIGTERM
@@ -67,6 +70,18 @@ def _cmd_serve(args: argparse.Namespace, passthrough: list[str]) -> int:
         return 0
     finally:
         server.stop()
+
+
+def _cluster(args: argparse.Namespace, passthrough: list[str]) -> Any:
+    """``serve --replicas N``: N servers on free loopback ports, vllm-router on ``--port``."""
+    from r3graph.serving.cluster import VLLMCluster
+
+    return VLLMCluster(
+        _check_model_dir(args.model), replicas=args.replicas, policy=args.policy, host=args.host,
+        router_port=args.port, startup_timeout=args.startup_timeout, echo=sys.stderr,
+        server_options={"served_model_name": args.served_model_name, "max_model_len": args.max_model_len,
+                        "extra_args": passthrough},
+    )
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -233,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--served-model-name", default=None, help="default: the model directory's name")
     s.add_argument("--max-model-len", type=int, default=None, help="default: the model's own limit")
     s.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /health")
+    s.add_argument("--replicas", type=int, default=1,
+                   help="N > 1: N servers behind vllm-router, which listens on --port (see README: Scaling out)")
+    s.add_argument("--policy", default="consistent_hash", choices=ROUTER_POLICIES,
+                   help="router policy with --replicas (consistent_hash: a run stays on one replica)")
 
     r = sub.add_parser("run", help="run Reason -> Reflect -> Refine on an image, or generate one")
     r.add_argument("--image", action="append", help="image file (repeatable); not with --output image")

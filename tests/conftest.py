@@ -47,6 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def key(item: pytest.Item) -> tuple[int, int]:
         name = getattr(item, "originalname", item.name)
         group = 1 if item.get_closest_marker("engine") else 2 if item.get_closest_marker("server") else 0
+        if item.get_closest_marker("cluster"):
+            group = 4  # after every single-server test: the cluster stops the session server first
         return group + int(name in _AFTER_SERVER), int(name in _LAST)
 
     items.sort(key=key)
@@ -79,5 +81,28 @@ def server(model_dir: str) -> Iterator[object]:
 
     shutdown_engines()  # one vLLM instance at a time on this machine
     srv = VLLMServer(model_dir, startup_timeout=400).start()
+    _SESSION_SERVERS.append(srv)
     yield srv
     srv.stop()
+
+
+_SESSION_SERVERS: list[object] = []
+
+
+def release_session_vllm() -> None:
+    """Stop the session engine and server if they run: the cluster tests need the room for two replicas."""
+    from r3graph.serving import shutdown_engines
+
+    shutdown_engines()
+    for srv in _SESSION_SERVERS:
+        srv.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server for the session: initdb into a temporary folder, a Unix socket in
+    that folder only (no TCP), stopped and deleted at the end (r3graph.postgres.LocalPostgres)."""
+    from r3graph.postgres import LocalPostgres
+
+    with LocalPostgres() as pg:
+        yield pg.conn_string

@@ -72,6 +72,7 @@ class R3Deps:
             image_urls=images,
             run_config=config,
             deadline=state.get("deadline"),
+            session_key=state.get("run_id"),
         )
 
     def image_caller(self, state: R3State, context: R3Context) -> ImageCaller:

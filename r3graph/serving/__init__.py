@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from r3graph.serving.client import chat_model_for_server, discover_model
+    from r3graph.serving.cluster import VLLMCluster, VLLMRouter
     from r3graph.serving.engine import ChatVLLMEngine
     from r3graph.serving.registry import ashutdown_engines, shutdown_engines
     from r3graph.serving.server import VLLMServer, VLLMServerError
@@ -20,6 +21,8 @@ _EXPORTS = {
     "shutdown_engines": "r3graph.serving.registry",
     "ashutdown_engines": "r3graph.serving.registry",
     "VLLMServer": "r3graph.serving.server",
+    "VLLMCluster": "r3graph.serving.cluster",
+    "VLLMRouter": "r3graph.serving.cluster",
     "VLLMServerError": "r3graph.serving.server",
     "chat_model_for_server": "r3graph.serving.client",
     "discover_model": "r3graph.serving.client",
@@ -27,6 +30,8 @@ _EXPORTS = {
 
 __all__ = [
     "ChatVLLMEngine",
+    "VLLMCluster",
+    "VLLMRouter",
     "VLLMServer",
     "VLLMServerError",
     "ashutdown_engines",

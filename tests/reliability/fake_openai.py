@@ -1,6 +1,6 @@
 """A scripted OpenAI-compatible chat server for fault tests (127.0.0.1 only, one thread).
 
-``FakeOpenAI(script)`` serves ``GET /v1/models`` and ``POST /v1/chat/completions``. Every request is
+``FakeOpenAI(script)`` serves ``GET /health``, ``GET /v1/models`` and ``POST /v1/chat/completions``. Every request is
 recorded (path, JSON body, arrival time); what each chat request gets back is a :class:`Reply` taken
 from ``script`` (a list used in order, then the default; or a function of the request index and
 body): a status code, a delay, a body cut off mid-way, a given content and finish_reason, or no
@@ -41,6 +41,7 @@ class Recorded:
     path: str
     body: dict[str, Any]
     t: float
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -95,7 +96,9 @@ class FakeOpenAI(LoopbackHTTPServer):
                 pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                if self.path == "/health":  # as vLLM's server: what vllm-router checks before routing to it
+                    self._json(200, {})
+                elif self.path.rstrip("/").endswith("/models"):
                     fake._record(self.path, {})
                     self._json(200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
                 else:
@@ -107,7 +110,7 @@ class FakeOpenAI(LoopbackHTTPServer):
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._json(404, {"error": {"message": "not found"}})
                     return
-                index = fake._record(self.path, body)
+                index = fake._record(self.path, body, {k.lower(): v for k, v in self.headers.items()})
                 reply = fake._reply_for(index, body)
                 if reply.hang:
                     fake._stopping.wait()
@@ -154,9 +157,9 @@ class FakeOpenAI(LoopbackHTTPServer):
         return self._serve(Handler, "fake-openai", join_handlers=True)  # stop() joins the handler threads
 
     # -- internals ----------------------------------------------------------------------------
-    def _record(self, path: str, body: dict[str, Any]) -> int:
+    def _record(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> int:
         with self._lock:
-            self.requests.append(Recorded(path, body, time.monotonic()))
+            self.requests.append(Recorded(path, body, time.monotonic(), headers or {}))
             return sum(1 for r in self.requests if r.path.endswith("/chat/completions")) - 1
 
     def _reply_for(self, index: int, body: dict[str, Any]) -> Reply:
