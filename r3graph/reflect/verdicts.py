@@ -64,6 +64,13 @@ _LEAD_CLAUSE = re.compile(
     r"^(?:based on|looking at|from|according to|upon|after|in|judging by|having looked at)\b[^,.;:!?]{0,80},\s*",
     re.IGNORECASE,
 )
+# "There is no red car in the image." answers "Is there a red car?" with a no, whatever the question;
+# a positive statement does not say which question it answers, so it stays unclear.
+_NEGATIVE_STATEMENT = re.compile(
+    r"^(?:there (?:is|are) no\b|there (?:isn't|aren't|is not|are not)\b|(?:the image|the picture|it) "
+    r"(?:does not|doesn't) (?:show|contain|depict|include)\b|(?:i )?(?:do not|don't) see any\b)",
+    re.IGNORECASE,
+)
 _WORD_VERDICT = {"true": "yes", "correct": "yes", "accurate": "yes", "false": "no", "incorrect": "no",
                  "inaccurate": "no"}
 _JSON_ANSWER_KEYS = ("answer", "verdict", "result", "response", "consistent", "is_true", "correct", "value",
@@ -165,6 +172,8 @@ def read_yes_no(text: str, *, yes_words: Iterable[str] = (), no_words: Iterable[
             negated = len(groups) == 2 and groups[0].lower().strip() == "not"
             return YesNoReading({"yes": "no", "no": "yes"}[verdict] if negated else verdict, answer)
     verdict = _closing_verdict(plain, yes, no) or _opening_verdict(plain.strip(), yes, no)
+    if verdict is None and _NEGATIVE_STATEMENT.match(normalise(plain)):
+        verdict = "no"
     return YesNoReading(verdict or "unclear", answer)
 
 
@@ -191,6 +200,10 @@ _UNCLEAR_REPLY = re.compile(
     r"unable to|it is (?:unclear|not possible)|it's (?:unclear|not possible)|unclear|not sure|hard to (?:tell|say))",
     re.IGNORECASE,
 )
+
+
+_BROKEN_JSON_EDIT = re.compile(r"""^\s*\{\s*['"](?:edit|edit_instruction|instruction)['"]\s*:\s*['"](.*)$""",
+                               re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -239,8 +252,8 @@ def _json_judge(data: Any, passes: frozenset[str]) -> JudgeReading | None:
             value = data[key]
             if isinstance(value, list):
                 value = next((v for v in value if isinstance(v, str) and v.strip()), None)
-            if value is None or value is False:
-                return JudgeReading("pass")
+            if value is None or value is False or (isinstance(value, str) and not value.strip()):
+                return JudgeReading("pass")  # an explicit empty edit: nothing to change
             if isinstance(value, str):
                 return _edit_from_text(value, passes)
             return JudgeReading("unclear")
@@ -260,6 +273,9 @@ def read_judge(text: str, pass_phrases: Iterable[str], *, reasoning: str | None 
         reading = _json_judge(loose_json(answer), passes)
         if reading is not None:
             return reading
+        broken = _BROKEN_JSON_EDIT.match(answer)
+        if broken:  # quotes inside a single-quoted value: no JSON reader takes it, a person does
+            return _edit_from_text(broken.group(1).rstrip("}, \n").rstrip("'\""), passes)
     markers = list(_EDIT_MARKER.finditer(answer))
     if markers:  # the final verdict wins: what follows the last "Edit:" / "Answer:" marker
         tail = answer[markers[-1].end():].strip()
@@ -304,7 +320,7 @@ def _lines(answer: str) -> list[str]:
     lines = []
     for raw in answer.splitlines():
         line = raw.strip()
-        if line.startswith("```"):
+        if line.startswith(("```", "#")):  # fences and markdown headings are never items
             continue
         # Several numbered items or questions on one line ("1. Is it red? 2. Is it big?").
         parts = re.split(r"(?<=[?])\s+|\s+(?=\(?\d{1,2}[.)]\s)", line)
@@ -330,10 +346,10 @@ def read_items(text: str, limit: int, *, questions: bool = False, reasoning: str
         line = _ANSWER_TAIL.sub("", line).strip().strip("\"'“”").strip()
         if found is None and not is_bulleted and (line.endswith(":") or _PREAMBLE.match(line)):
             continue
-        if found is None and line.endswith(":"):
+        if found is None and (line.endswith(":") or _UNCLEAR_REPLY.match(normalise(line))):
             continue
         cleaned.append(line)
-    if questions and any(c.endswith("?") for c in cleaned):
+    if questions and found is None and any(c.endswith("?") for c in cleaned):
         cleaned = [c for c in cleaned if c.endswith("?")]
     seen: set[str] = set()
     items: list[str] = []
