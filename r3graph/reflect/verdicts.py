@@ -206,6 +206,11 @@ _BROKEN_JSON_EDIT = re.compile(r"""^\s*\{\s*['"](?:edit|edit_instruction|instruc
                                re.IGNORECASE | re.DOTALL)
 
 
+_REMARK = re.compile(
+    r"^(?:this|that|these|it) (?:should|will|would|fixes|corrects|addresses|makes|ensures)\b|^(?:i hope|hope|let me know|"
+    r"feel free|note)\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class JudgeReading:
     outcome: JudgeOutcome
@@ -239,7 +244,11 @@ def _edit_from_text(text: str, passes: frozenset[str]) -> JudgeReading:
         return JudgeReading("pass")
     if _UNCLEAR_REPLY.match(normalise(text)) or len(_WORD.findall(text)) < 3:
         return JudgeReading("unclear")  # refusals, hedges, a bare "yes"/"wrong": no edit to act on
-    return JudgeReading("edit", text)
+    # A stated fix ("the cat is left of the plant"): closing remarks go, and after a paragraph of
+    # reasoning the last paragraph is the verdict.
+    kept = [p for p in re.split(r"\n\s*\n", text) if normalise(p) and not _REMARK.match(normalise(p))]
+    kept = [" ".join(s for s in _sentences(p) if not _REMARK.match(normalise(s))) or p for p in kept]
+    return JudgeReading("edit", (kept[-1] if kept else text).strip())
 
 
 def _json_judge(data: Any, passes: frozenset[str]) -> JudgeReading | None:

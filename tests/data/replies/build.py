@@ -175,6 +175,14 @@ def _judge() -> list[dict[str, object]]:
             reasoning=f"Maybe {SENTINEL}... no.")
         add("gpt-4o", "instruction then remark", f"{cap}. This fixes the most important error.", "edit", e)
         add("any", "final answer prefix", f"The draft has an error.\nFinal answer: {e}", "edit", e)
+    for stated in ("the cat is to the left of the plant", "the sky is overcast, not clear",
+                   "there are three people, not two"):
+        add("any", "stated fix", f"{stated[0].upper() + stated[1:]}.", "edit", stated)
+        add("gpt-4o", "reasoning paragraph then stated fix",
+            f"I compared the draft with the image and found one mismatch.\n\n{stated}.", "edit", stated)
+        add("gemma-3", "stated fix then remark", f"{stated}.\n\nThis should fix the most important error.",
+            "edit", stated)
+        add("any", "stated fix then hope", f"{stated}. I hope this helps!", "edit", stated)
     passes = [
         ("any", "exact sentinel", SENTINEL),
         ("any", "sentinel with period", "No further edit needed."),
