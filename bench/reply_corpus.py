@@ -81,7 +81,10 @@ def _records(kind: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (CORPUS / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-def score(kind: str, reader: Callable[[dict[str, Any]], Any], expected: Callable[[dict[str, Any]], Any]) -> tuple[int, int]:
+Reader = Callable[[dict[str, Any]], Any]
+
+
+def score(kind: str, reader: Reader, expected: Reader) -> tuple[int, int]:
     records = _records(kind)
     return sum(reader(r) == expected(r) for r in records), len(records)
 

@@ -225,7 +225,8 @@ class StageCaller:
             try:
                 reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling, **extra))
             except R3ModelError as exc:
-                if "response_format" not in extra or not _refused_structured_output(exc) or self.context.structured_judge:
+                refused = "response_format" in extra and _refused_structured_output(exc)
+                if not refused or self.context.structured_judge:
                     raise
                 _REFUSED_RESPONSE_FORMAT.add(_backend_key(self.model))  # detected: ask in free text from now on
                 extra.pop("response_format")

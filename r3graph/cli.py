@@ -163,7 +163,7 @@ def _round_json(r: Any, files: dict[int, str]) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    apply_vllm_env_defaults()
+    apply_vllm_env_defaults(getattr(args, "model", None))
     if args.output == "text" and not args.image:
         sys.exit("r3graph: --image FILE is required (or --output image to generate one from --instruction)")
     if args.output == "image" and args.image:

@@ -63,13 +63,14 @@ class PromptPack(BaseModel):
         description="What an unreadable verdict does: 'reask' asks once more with the stricter format in "
         "'reask' (then ignores it if still unclear); 'ignore' leaves the check out straight away.",
     )
-    reask: dict[Literal["yes_no", "judge"], str] = Field(
+    reask: dict[str, str] = Field(
         default_factory=lambda: {
             "yes_no": "Reply with exactly one word: yes or no.",
             "judge": 'Reply with only a JSON object: {"edit": "<one edit instruction>"}, or {"edit": "{sentinel}"} '
                      "if nothing needs to change.",
         },
-        description="Appended to the prompt when a verdict is re-asked ('{sentinel}' is filled in).",
+        description="Appended to the prompt when a verdict ('yes_no' or 'judge') is re-asked; '{sentinel}' is "
+        "filled in.",
     )
     max_tokens: dict[str, int] = Field(
         default_factory=dict,

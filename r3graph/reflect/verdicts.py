@@ -71,7 +71,7 @@ _NEGATIVE_STATEMENT = re.compile(
     r"(?:does not|doesn't) (?:show|contain|depict|include)\b|(?:i )?(?:do not|don't) see any\b)",
     re.IGNORECASE,
 )
-_WORD_VERDICT = {"true": "yes", "correct": "yes", "accurate": "yes", "false": "no", "incorrect": "no",
+_WORD_VERDICT: dict[str, YesNo] = {"true": "yes", "correct": "yes", "accurate": "yes", "false": "no", "incorrect": "no",
                  "inaccurate": "no"}
 _JSON_ANSWER_KEYS = ("answer", "verdict", "result", "response", "consistent", "is_true", "correct", "value",
                      "true", "output", "label")
@@ -159,7 +159,7 @@ def read_yes_no(text: str, *, yes_words: Iterable[str] = (), no_words: Iterable[
     if not answer:
         return YesNoReading("unclear", "")
     data = loose_json(answer) if "{" in answer else None
-    if (verdict := _json_verdict(data, yes, no)) is not None:
+    if isinstance(data, dict) and (verdict := _json_verdict(data, yes, no)) is not None:
         detail = next((str(v) for k, v in data.items() if k not in _JSON_ANSWER_KEYS and isinstance(v, str)), "")
         return YesNoReading(verdict, f"{verdict}{': ' + detail if detail else ''}")
     plain = strip_markdown(answer)
@@ -167,10 +167,11 @@ def read_yes_no(text: str, *, yes_words: Iterable[str] = (), no_words: Iterable[
     if marked:
         groups = [g for g in marked[-1].groups() if g]
         word = groups[-1].lower()
-        verdict = _word_verdict(word, yes, no) or _WORD_VERDICT.get(word)
-        if verdict is not None:
+        marked_verdict = _word_verdict(word, yes, no) or _WORD_VERDICT.get(word)
+        if marked_verdict is not None:
             negated = len(groups) == 2 and groups[0].lower().strip() == "not"
-            return YesNoReading({"yes": "no", "no": "yes"}[verdict] if negated else verdict, answer)
+            flipped: YesNo = "no" if marked_verdict == "yes" else "yes"
+            return YesNoReading(flipped if negated else marked_verdict, answer)
     verdict = _closing_verdict(plain, yes, no) or _opening_verdict(plain.strip(), yes, no)
     if verdict is None and _NEGATIVE_STATEMENT.match(normalise(plain)):
         verdict = "no"
@@ -207,8 +208,8 @@ _BROKEN_JSON_EDIT = re.compile(r"""^\s*\{\s*['"](?:edit|edit_instruction|instruc
 
 
 _REMARK = re.compile(
-    r"^(?:this|that|these|it) (?:should|will|would|fixes|corrects|addresses|makes|ensures)\b|^(?:i hope|hope|let me know|"
-    r"feel free|note)\b", re.IGNORECASE)
+    r"^(?:this|that|these|it) (?:should|will|would|fixes|corrects|addresses|makes|ensures)\b"
+    r"|^(?:i hope|hope|let me know|feel free|note)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ def _json_items(data: Any) -> list[str] | None:
 
 
 def _lines(answer: str) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for raw in answer.splitlines():
         line = raw.strip()
         if line.startswith(("```", "#")):  # fences and markdown headings are never items

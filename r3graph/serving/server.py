@@ -25,7 +25,7 @@ from typing import IO, Self
 
 import httpx
 
-from r3graph.serving.env import child_env
+from r3graph.serving.env import child_env, default_enforce_eager
 
 _TAIL_LINES = 40
 
@@ -62,7 +62,7 @@ class VLLMServer:
         block_size: int = 32,
         max_images_per_prompt: int = 4,
         dtype: str = "auto",
-        enforce_eager: bool = True,
+        enforce_eager: bool | None = None,
         compact_json: bool = True,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 300.0,
@@ -77,7 +77,8 @@ class VLLMServer:
         self.block_size = block_size
         self.max_images_per_prompt = max_images_per_prompt
         self.dtype = dtype
-        self.enforce_eager = enforce_eager
+        # None: eager on CPU builds only (GPU builds keep compiled graphs).
+        self.enforce_eager = default_enforce_eager() if enforce_eager is None else enforce_eager
         self.compact_json = compact_json
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
@@ -160,7 +161,7 @@ class VLLMServer:
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
-            env=child_env(),
+            env=child_env(self.model_dir),
             start_new_session=True,  # own process group: stop() reaches engine core and workers
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
