@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="self_questions | judge | multi_step | none")
     r.add_argument("--select", choices=["last", "best"], default="last",
                    help="best keeps the best-judged round, so refine cannot make the answer worse")
-    r.add_argument("--pack", default=None, help="prompt pack (default: scenes for scenes-vlm, else default)")
+    r.add_argument("--pack", default=None, help="prompt pack (default: the model dir's declared one, else default)")
     r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
     r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
     r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")

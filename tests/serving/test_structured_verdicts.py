@@ -80,7 +80,7 @@ async def test_chat_template_kwargs_reach_the_engine_template(engine: Any) -> No
 
     from tests.helpers import png_data_url
 
-    msgs = [HumanMessage([{"type": "image_url", "image_url": {"url": png_data_url()}},
+    msgs = [HumanMessage([{"type": "image_url", "image_url": {"url": png_data_url("red")}},
                           {"type": "text", "text": "Caption the image."}])]
     plain = await engine.ainvoke(msgs, max_tokens=4)
     # The scenes-vlm template reads add_generation_prompt: switching it off drops "Assistant:\n"
