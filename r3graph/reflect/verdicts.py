@@ -198,6 +198,7 @@ _IMPERATIVE = re.compile(
 )
 _UNCLEAR_REPLY = re.compile(
     r"^(?:i'?m sorry|sorry|i apologi[sz]e|as an ai|i (?:can ?not|can't|am unable to|'m unable to|won't)\b|"
+    r"i(?:'m| am) not able to|"
     r"unable to|it is (?:unclear|not possible)|it's (?:unclear|not possible)|unclear|not sure|hard to (?:tell|say))",
     re.IGNORECASE,
 )
@@ -241,7 +242,8 @@ def _edit_from_text(text: str, passes: frozenset[str]) -> JudgeReading:
     imperative = [i for i, s in enumerate(sentences) if _IMPERATIVE.match(s.strip(" \"'-*"))]
     if imperative:  # reasoning or remarks around the instruction: the instruction(s) are the edit
         return JudgeReading("edit", " ".join(sentences[imperative[0]: imperative[-1] + 1]).strip(" \"'"))
-    if any(_is_pass(s, passes) for s in sentences):  # "The draft is accurate. No further edit needed."
+    tails = [re.split(r"\s[—–-]\s|[;:]\s", s)[-1] for s in sentences]  # "It matches — no edits are needed."
+    if any(_is_pass(s, passes) for s in sentences + tails):  # "The draft is accurate. No further edit needed."
         return JudgeReading("pass")
     if _UNCLEAR_REPLY.match(normalise(text)) or len(_WORD.findall(text)) < 3:
         return JudgeReading("unclear")  # refusals, hedges, a bare "yes"/"wrong": no edit to act on

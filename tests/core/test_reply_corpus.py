@@ -18,8 +18,12 @@ PASSES = load_pack("default").accepted_passes
 
 
 def _records(kind: str) -> list[Any]:
-    lines = (CORPUS / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()
-    return [pytest.param(json.loads(line), id=f"{kind}-{i}") for i, line in enumerate(lines)]
+    """The corpus, then the held-out replies (written after the reader, see SOURCES.md)."""
+    out = []
+    for where in (CORPUS, CORPUS / "heldout"):
+        lines = (where / f"{kind}.jsonl").read_text(encoding="utf-8").splitlines()
+        out += [pytest.param(json.loads(line), id=f"{where.name}-{kind}-{i}") for i, line in enumerate(lines)]
+    return out
 
 
 def test_the_corpus_has_at_least_150_replies_per_kind() -> None:
