@@ -215,21 +215,21 @@ class StageCaller:
         sampling = self.context.sampling_for(stage, self.pack.max_tokens).as_kwargs()
         extra = {**self._template_kwargs(), **extra}
         schema = _reply_schema(stage) if "response_format" not in extra else None
-        if schema is not None and self._use_response_format():
-            extra["response_format"] = {
+        structured = schema is not None and self._use_response_format()
+        if schema is not None and structured:
+            extra = self._with_response_format(extra, {
                 "type": "json_schema",
                 "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
-            }
+            })
             output_type = "json"
         with self._span(stage, sampling, messages, output_type) as span:
             try:
                 reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling, **extra))
             except R3ModelError as exc:
-                refused = "response_format" in extra and _refused_structured_output(exc)
-                if not refused or self.context.structured_judge:
+                if not structured or not _refused_structured_output(exc) or self.context.structured_judge:
                     raise
                 _REFUSED_RESPONSE_FORMAT.add(_backend_key(self.model))  # detected: ask in free text from now on
-                extra.pop("response_format")
+                extra = self._with_response_format(extra, None)
                 span.set_attribute("r3.structured_output", "refused")
                 reply = await self._guarded(stage, self.model.ainvoke(messages, self.run_config, **sampling, **extra))
             assert isinstance(reply, AIMessage)
@@ -244,6 +244,24 @@ class StageCaller:
                 span.set_attribute("r3.reasoning_chars", len(split.reasoning))
             self.usage += result.usage
             return result
+
+    def _with_response_format(self, extra: dict[str, Any], response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """``extra`` asking for ``response_format`` (or no longer, with None).
+
+        langchain_openai turns a top-level ``response_format`` into the SDK's ``parse()``, which raises
+        on a reply cut at max_tokens (LengthFinishReasonError) instead of returning it; in the request
+        body (``extra_body``) it reaches the server the same way and a cut reply stays a reply, which
+        the verdict layer reads as far as it goes.
+        """
+        extra = dict(extra)
+        if not _is_openai_client(self.model):
+            extra.pop("response_format", None)
+            return extra if response_format is None else {**extra, "response_format": response_format}
+        body = {k: v for k, v in (extra.get("extra_body") or getattr(self.model, "extra_body", None) or {}).items()
+                if k != "response_format"}
+        if response_format is not None:
+            body["response_format"] = response_format
+        return {**extra, "extra_body": body}
 
     def _template_kwargs(self) -> dict[str, Any]:
         """Chat-template switches (e.g. Qwen3's ``enable_thinking``) in the form the backend takes."""

@@ -35,18 +35,19 @@ class Sampling(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-# Greedy by default: reflect must be reproducible. Budgets fit a real VLM's descriptions; a pack's
+# Greedy by default: reflect must be reproducible. Budgets fit a real VLM's descriptions (and stay within
+# a 512-token context, which vLLM checks max_tokens against); a pack's
 # own ``max_tokens`` (the scenes pack's small ones, say) replace these, a request's sampling wins.
 DEFAULT_SAMPLING: dict[str, Sampling] = {
-    "reason": Sampling(temperature=0.0, max_tokens=1024),
+    "reason": Sampling(temperature=0.0, max_tokens=512),
     "questions": Sampling(temperature=0.0, max_tokens=256),
     "answer": Sampling(temperature=0.0, max_tokens=128),
     "judge": Sampling(temperature=0.0, max_tokens=256),
     "claims": Sampling(temperature=0.0, max_tokens=384),
     "verify": Sampling(temperature=0.0, max_tokens=128),
     "summarise": Sampling(temperature=0.0, max_tokens=256),
-    "refine": Sampling(temperature=0.0, max_tokens=1024),
-    "refine_blind": Sampling(temperature=0.0, max_tokens=1024),
+    "refine": Sampling(temperature=0.0, max_tokens=512),
+    "refine_blind": Sampling(temperature=0.0, max_tokens=512),
 }
 
 

@@ -49,8 +49,11 @@ async def _structured_run(model: Any, reflect: str) -> tuple[dict[str, Any], Rep
 
 
 def _check_constrained(result: dict[str, Any], replies: Replies) -> None:
-    constrained = [(req["response_format"]["json_schema"]["name"], reply) for req, reply
-                   in zip(replies.requests, replies.replies, strict=True) if "response_format" in req]
+    # ChatOpenAI carries it in the request body (extra_body), the engine as a kwarg.
+    formats = [req.get("response_format") or (req.get("extra_body") or {}).get("response_format")
+               for req in replies.requests]
+    constrained = [(rf["json_schema"]["name"], reply) for rf, reply in zip(formats, replies.replies, strict=True)
+                   if rf is not None]
     assert constrained, "no stage asked for structured output"
     names = {schema.__name__ for stage, schema in STAGE_SCHEMAS.items() if stage in CONSTRAINED}
     for name, (text, finish) in constrained:
