@@ -16,6 +16,7 @@ vLLM is imported only by the engine backend, and only when chosen.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -44,9 +45,27 @@ def shipped_model_dir() -> Path:
     return SHIPPED_MODEL_DIR
 
 
-def _pack_for(model_name: str, pack: str | None) -> str:
-    # The shipped scenes model was trained on the scenes pack's templates; anything else gets default.
-    return pack or ("scenes" if "scenes" in model_name.lower() or "scripted" in model_name else "default")
+# A model directory may say which prompt pack it was trained on, as data beside its weights:
+# ``r3graph.json`` with {"pack": "<name>"} (the shipped scenes-vlm does). The core never guesses a pack
+# from a model's name; a model with no such file gets the ``default`` pack unless told otherwise.
+PACK_FILE = "r3graph.json"
+
+
+def declared_pack(model_dir: str | Path | None) -> str | None:
+    """The pack a local model directory declares in its ``r3graph.json``, or None."""
+    if not model_dir:
+        return None
+    path = Path(model_dir).expanduser() / PACK_FILE
+    try:
+        pack = json.loads(path.read_text()).get("pack") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pack if isinstance(pack, str) and pack else None
+
+
+def _pack_for(model: object, model_dir: str | Path | None, pack: str | None) -> str:
+    """The caller's pack, else the one the model (object or directory) declares, else ``default``."""
+    return pack or getattr(model, "r3graph_pack", None) or declared_pack(model_dir) or "default"
 
 
 def make_backend(
@@ -61,23 +80,26 @@ def make_backend(
     if kind == "scripted":
         from r3graph.scripted import SCRIPTED_MODEL_NAME, ScriptedSceneModel
 
-        return Backend(ScriptedSceneModel(), "scripted", _pack_for(SCRIPTED_MODEL_NAME, pack), SCRIPTED_MODEL_NAME,
+        scripted = ScriptedSceneModel()
+        return Backend(scripted, "scripted", _pack_for(scripted, None, pack), SCRIPTED_MODEL_NAME,
                        "SCRIPTED model (no weights; answers from the example scene's ground truth)")
     if kind == "server":
         if not base_url:
             raise ValueError("the server backend needs a base URL (--base-url or R3GRAPH_BASE_URL)")
-        from r3graph.serving.client import chat_model_for_server
+        from r3graph.serving.client import chat_model_for_server, served_models
 
         chat = chat_model_for_server(base_url, served_model)  # propagates traceparent itself
         name = str(chat.model_name)
-        return Backend(chat, "server", _pack_for(name, pack), name, f"vLLM server {base_url} serving {name}")
+        # vLLM lists the path it loaded as the model's root: a directory on this machine may declare its pack.
+        root = next((m.get("root") for m in served_models(base_url) if m.get("id") == name), None) if not pack else None
+        return Backend(chat, "server", _pack_for(chat, root, pack), name, f"vLLM server {base_url} serving {name}")
     if kind == "engine":
         from r3graph.serving.engine import ChatVLLMEngine
 
         directory = Path(model_dir) if model_dir else shipped_model_dir()
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"no model at {directory} (config.json missing); pass a model directory")
-        return Backend(ChatVLLMEngine(model=str(directory)), "engine", _pack_for(directory.name, pack),
+        return Backend(ChatVLLMEngine(model=str(directory)), "engine", _pack_for(None, directory, pack),
                        directory.name, f"in-process vLLM engine over {directory}")
     raise ValueError(f"unknown backend {kind!r}; use one of {', '.join(BACKEND_KINDS)}")
 
@@ -87,7 +109,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
     parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
     parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
-    parser.add_argument("--pack", help="prompt pack (default: scenes for scenes-vlm, else default)")
+    parser.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -24,10 +24,9 @@ from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3Error, R3ModelError, R3TimeoutError
 from r3graph.messages import stage_messages
 from r3graph.prompts import PromptPack
+from r3graph.reply_text import split_reasoning
 from r3graph.state import Usage
 from r3graph.tracing import tracer
-
-SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -49,12 +48,53 @@ def is_transient(exc: BaseException) -> bool:
     return any(word in name for word in ("Timeout", "Connection", "RemoteProtocol", "ReadError"))
 
 
-def supports_response_format(model: Any) -> bool:
-    """Whether the model takes an OpenAI-style ``response_format`` kwarg (JSON schema output)."""
+def _is_openai_client(model: Any) -> bool:
+    return type(model).__module__.startswith("langchain_openai")
+
+
+def _backend_key(model: Any) -> tuple[str, str, str]:
+    base = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None) or ""
+    return (type(model).__name__, str(base), model_name(model))
+
+
+# Backends that answered a response_format request with a client error (an OpenAI-compatible server
+# without structured outputs): asked in free text from then on, for the rest of the process.
+_REFUSED_RESPONSE_FORMAT: set[tuple[str, str, str]] = set()
+
+
+def supports_response_format(model: Any) -> bool | None:
+    """Whether the model takes an OpenAI-style ``response_format`` kwarg (JSON schema output).
+
+    A model class may declare it (``supports_response_format = True``, as ChatVLLMEngine does).
+    ``langchain_openai`` clients may point at any OpenAI-compatible server, so for them the answer
+    is None (unknown) until a request shows it: a refused request marks the backend as without it.
+    Every other chat model: False.
+    """
     declared = getattr(model, "supports_response_format", None)
     if declared is not None:
         return bool(declared)
-    return type(model).__module__.startswith("langchain_openai")
+    if _is_openai_client(model):
+        return False if _backend_key(model) in _REFUSED_RESPONSE_FORMAT else None
+    return False
+
+
+def _refused_structured_output(exc: R3ModelError) -> bool:
+    """A client error (400/422) about the structured-output request itself."""
+    cause = exc.__cause__
+    status = getattr(cause, "status_code", None) or getattr(getattr(cause, "response", None), "status_code", None)
+    text = str(cause).lower()
+    return status in (400, 422) and any(w in text for w in ("response_format", "json_schema", "structured", "guided"))
+
+
+def reasoning_of(message: BaseMessage) -> str:
+    """Reasoning a backend returned apart from the answer (vLLM's ``reasoning_content``, reasoning
+    content blocks); never part of the text a stage uses."""
+    extra = message.additional_kwargs or {}
+    parts = [extra.get("reasoning_content"), extra.get("reasoning")]
+    if isinstance(message.content, list):
+        parts += [p.get("reasoning") or p.get("thinking") for p in message.content
+                  if isinstance(p, dict) and p.get("type") in ("reasoning", "thinking")]
+    return "\n".join(p for p in parts if isinstance(p, str) and p.strip())
 
 
 def session_kwargs(model: Any, session_key: str | None) -> dict[str, Any]:
@@ -99,7 +139,8 @@ def message_text(message: BaseMessage) -> str:
     if isinstance(message.content, str):
         return message.content
     return "".join(
-        part.get("text", "") if isinstance(part, dict) else str(part) for part in message.content
+        (part.get("text", "") if part.get("type", "text") == "text" else "") if isinstance(part, dict) else str(part)
+        for part in message.content
     )
 
 
@@ -152,11 +193,22 @@ async def bounded_call(stage: str, awaitable: Any, context: R3Context, deadline:
         ) from exc
 
 
+def _reply_schema(stage: str) -> type[BaseModel] | None:
+    from r3graph.reflect.verdicts import STAGE_SCHEMAS  # the reflect package imports this module
+
+    return STAGE_SCHEMAS.get(stage)
+
+
 @dataclass
 class CallResult:
+    """One reply: ``text`` is the answer only (reasoning blocks taken out), ``reasoning`` what was
+    taken out (kept for traces, never for drafts, critiques or edits)."""
+
     text: str
     usage: Usage
     parsed: Any = None
+    reasoning: str = ""
+    truncated: bool = False
 
 
 @dataclass
@@ -175,52 +227,91 @@ class StageCaller:
     usage: Usage = field(default_factory=Usage)
 
     async def call(self, stage: str, text: str, *, output_type: str = "text", **extra: Any) -> CallResult:
+        """One traced model call. Stages with a reply schema (yes/no answers, question and claim
+        lists, judge verdicts) ask for structured output where the backend and pack allow it."""
         messages = stage_messages(self.pack, self.image_urls, text)
-        sampling = self.context.sampling_for(stage).as_kwargs()
+        sampling = self.context.sampling_for(stage, self.pack.max_tokens).as_kwargs()
+        extra = {**self._template_kwargs(), **extra}
+        schema = _reply_schema(stage) if "response_format" not in extra else None
+        structured = schema is not None and self._use_response_format()
+        if schema is not None and structured:
+            extra = self._with_response_format(extra, {
+                "type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
+            })
+            output_type = "json"
         with self._span(stage, sampling, messages, output_type) as span:
             routing = session_kwargs(self.model, self.session_key)
-            reply = await self._guarded(
-                stage, self.model.ainvoke(messages, self.run_config, **sampling, **routing, **extra)
-            )
+            try:
+                reply = await self._guarded(
+                    stage, self.model.ainvoke(messages, self.run_config, **sampling, **routing, **extra)
+                )
+            except R3ModelError as exc:
+                if not structured or not _refused_structured_output(exc) or self.context.structured_judge:
+                    raise
+                _REFUSED_RESPONSE_FORMAT.add(_backend_key(self.model))  # detected: ask in free text from now on
+                extra = self._with_response_format(extra, None)
+                span.set_attribute("r3.structured_output", "refused")
+                reply = await self._guarded(
+                    stage, self.model.ainvoke(messages, self.run_config, **sampling, **routing, **extra)
+                )
             assert isinstance(reply, AIMessage)
-            result = CallResult(text=message_text(reply).strip(), usage=usage_of(reply))
+            split = split_reasoning(message_text(reply), reasoning_of(reply))
+            finish = finish_reason_of(reply)
+            result = CallResult(text=split.answer, usage=usage_of(reply), reasoning=split.reasoning,
+                                truncated=finish == "length")
             self._finish_span(span, result)
-            if (finish := finish_reason_of(reply)) is not None:
+            if finish is not None:
                 span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, [finish])
+            if split.reasoning:
+                span.set_attribute("r3.reasoning_chars", len(split.reasoning))
             self.usage += result.usage
             return result
 
-    async def call_structured(self, stage: str, text: str, schema: type[SchemaT]) -> CallResult:
-        """Ask for JSON matching ``schema`` when the model supports structured output.
+    def _with_response_format(self, extra: dict[str, Any], response_format: dict[str, Any] | None) -> dict[str, Any]:
+        """``extra`` asking for ``response_format`` (or no longer, with None).
 
-        Structured output travels as the OpenAI-style ``response_format`` invoke kwarg, which
-        ChatOpenAI (and so a vLLM server) and :class:`~r3graph.serving.ChatVLLMEngine` accept. It is
-        passed beside the stage's sampling kwargs: ``with_structured_output`` chains would drop
-        those. ``parsed`` is the validated object, or None when the reply is not valid JSON for the
-        schema (the caller then parses the text leniently).
+        langchain_openai turns a top-level ``response_format`` into the SDK's ``parse()``, which raises
+        on a reply cut at max_tokens (LengthFinishReasonError) instead of returning it; in the request
+        body (``extra_body``) it reaches the server the same way and a cut reply stays a reply, which
+        the verdict layer reads as far as it goes.
         """
-        if not self._use_response_format():
-            return await self.call(stage, text, output_type="json")
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": True},
-        }
-        result = await self.call(stage, text, output_type="json", response_format=response_format)
-        try:
-            result.parsed = schema.model_validate_json(result.text)
-        except ValueError:
-            result.parsed = None
-        return result
+        extra = dict(extra)
+        if not _is_openai_client(self.model):
+            extra.pop("response_format", None)
+            return extra if response_format is None else {**extra, "response_format": response_format}
+        body = {k: v for k, v in (extra.get("extra_body") or getattr(self.model, "extra_body", None) or {}).items()
+                if k != "response_format"}
+        if response_format is not None:
+            body["response_format"] = response_format
+        return {**extra, "extra_body": body}
+
+    def _template_kwargs(self) -> dict[str, Any]:
+        """Chat-template switches (e.g. Qwen3's ``enable_thinking``) in the form the backend takes."""
+        switches = self.context.chat_template_kwargs
+        if switches is None:
+            switches = self.pack.chat_template_kwargs
+        if not switches:
+            return {}
+        if getattr(self.model, "supports_chat_template_kwargs", False):
+            return {"chat_template_kwargs": dict(switches)}
+        if _is_openai_client(self.model):  # vLLM's server reads them from the request body
+            return {"extra_body": {**(getattr(self.model, "extra_body", None) or {}),
+                                   "chat_template_kwargs": dict(switches)}}
+        raise R3ConfigError(
+            f"chat_template_kwargs={switches!r}, but {type(self.model).__name__} has no way to pass them; "
+            "set supports_chat_template_kwargs = True on the model class if it takes a chat_template_kwargs kwarg"
+        )
 
     def _use_response_format(self) -> bool:
         supported = supports_response_format(self.model)
-        if self.context.structured_judge and not supported:
+        if self.context.structured_judge and supported is False:
             raise R3ConfigError(
                 f"structured_judge=True, but {type(self.model).__name__} does not take response_format; "
                 "set supports_response_format = True on the model class if it does"
             )
         if self.context.structured_judge is None:
-            return supported and self.pack.constrained_json
+            return supported is not False and self.pack.constrained_json
         return self.context.structured_judge
 
     async def _guarded(self, stage: str, awaitable: Any) -> Any:

@@ -165,7 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checked = check_run(args)  # before anything slow starts: bad input fails in about a second
     if not args.verbose:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")  # the full story, in the log file
-    apply_vllm_env_defaults()
+    apply_vllm_env_defaults(getattr(args, "model", None))
     from rich.console import Console
 
     from r3graph.cli_output import LogCapture, RunScreen, keep_stdout_for, run_failed, shown_path, summary_lines
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="self_questions | judge | multi_step | none")
     r.add_argument("--select", choices=["last", "best"], default="last",
                    help="best keeps the best-judged round, so refine cannot make the answer worse")
-    r.add_argument("--pack", default=None, help="prompt pack (default: scenes for scenes-vlm, else default)")
+    r.add_argument("--pack", default=None, help="prompt pack (default: the model dir's declared one, else default)")
     r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
     r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
     r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")

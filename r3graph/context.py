@@ -37,17 +37,19 @@ class Sampling(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-# Greedy by default: reflect must be reproducible, and short answers need few tokens.
+# Greedy by default: reflect must be reproducible. Budgets fit a real VLM's descriptions (and stay within
+# a 512-token context, which vLLM checks max_tokens against); a pack's
+# own ``max_tokens`` (the scenes pack's small ones, say) replace these, a request's sampling wins.
 DEFAULT_SAMPLING: dict[str, Sampling] = {
-    "reason": Sampling(temperature=0.0, max_tokens=160),
-    "questions": Sampling(temperature=0.0, max_tokens=128),
-    "answer": Sampling(temperature=0.0, max_tokens=24),
-    "judge": Sampling(temperature=0.0, max_tokens=64),
-    "claims": Sampling(temperature=0.0, max_tokens=128),
-    "verify": Sampling(temperature=0.0, max_tokens=24),
-    "summarise": Sampling(temperature=0.0, max_tokens=64),
-    "refine": Sampling(temperature=0.0, max_tokens=160),
-    "refine_blind": Sampling(temperature=0.0, max_tokens=160),
+    "reason": Sampling(temperature=0.0, max_tokens=512),
+    "questions": Sampling(temperature=0.0, max_tokens=256),
+    "answer": Sampling(temperature=0.0, max_tokens=128),
+    "judge": Sampling(temperature=0.0, max_tokens=256),
+    "claims": Sampling(temperature=0.0, max_tokens=384),
+    "verify": Sampling(temperature=0.0, max_tokens=128),
+    "summarise": Sampling(temperature=0.0, max_tokens=256),
+    "refine": Sampling(temperature=0.0, max_tokens=512),
+    "refine_blind": Sampling(temperature=0.0, max_tokens=512),
 }
 
 
@@ -84,6 +86,12 @@ class R3Context(BaseModel):
     )
     structured_judge: bool | None = Field(
         default=None, description="JSON verdicts via structured output; None = when the model supports it."
+    )
+    on_unclear: Literal["reask", "ignore"] | None = Field(
+        default=None, description="An unreadable verdict: re-ask once, or leave the check out; None = the pack's."
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Chat-template switches, e.g. {'enable_thinking': False}; None = the pack's."
     )
     concurrent_checks: bool = Field(
         default=True, description="Answer questions/claims concurrently (fan-out) or one by one."
@@ -141,8 +149,11 @@ class R3Context(BaseModel):
         as R3Context because that is what the nodes get from ``resolve_context``."""
         return R3ContextSchema  # type: ignore[return-value]
 
-    def sampling_for(self, stage: str) -> Sampling:
+    def sampling_for(self, stage: str, budgets: dict[str, int] | None = None) -> Sampling:
+        """The stage's sampling: this request's override, over the pack's ``budgets``, over the defaults."""
         default = DEFAULT_SAMPLING[stage]
+        if budgets and stage in budgets:
+            default = default.model_copy(update={"max_tokens": budgets[stage]})
         override = self.sampling.get(stage)  # type: ignore[call-overload]
         if override is None:
             return default

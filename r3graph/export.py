@@ -46,7 +46,7 @@ class TrajectoryInput(BaseModel):
 
 
 class GroundTruth(BaseModel):
-    """What the right answer is, when known: a scenes ``Scene`` (as JSON) or a reference text."""
+    """What the right answer is, when known: a world's structured truth (as JSON) or a reference text."""
 
     kind: Literal["scene", "text"]
     scene: dict[str, Any] | None = None
@@ -132,7 +132,7 @@ def _ground_truth(value: Any) -> GroundTruth | None:
         return value
     if isinstance(value, str):
         return GroundTruth(kind="text", text=value)
-    if hasattr(value, "model_dump"):  # a scenes Scene
+    if hasattr(value, "model_dump"):  # a world's own truth object (a scene, say)
         return GroundTruth(kind="scene", scene=value.model_dump(mode="json"))
     if isinstance(value, Mapping) and "objects" in value:
         return GroundTruth(kind="scene", scene=dict(value))
@@ -165,7 +165,7 @@ def trajectory_record(
     """Build the record of one run from the graph's input and output.
 
     ``image_refs`` overrides how each image is named (e.g. a path relative to a dataset root).
-    ``ground_truth``: a :class:`r3graph.scenes.world.Scene`, a scene dict or a reference text.
+    ``ground_truth``: a reference text, a dict, or any pydantic model (a world's ground truth, e.g. a scene).
     """
     images = list(inputs.get("images") or [])
     refs = image_refs or [None] * len(images)  # type: ignore[list-item]
@@ -218,24 +218,13 @@ def read_jsonl(path: str | Path) -> Iterator[TrajectoryRecord]:
 ScoreFn = Callable[[str, TrajectoryRecord], float | None]
 
 
-def scene_f1(text: str, record: TrajectoryRecord) -> float | None:
-    """Caption F1 against the record's ground-truth scene (None when it has none)."""
-    truth = record.ground_truth
-    if truth is None or truth.kind != "scene" or truth.scene is None:
-        return None
-    from r3graph.scenes.metrics import score_caption
-    from r3graph.scenes.world import Scene
-
-    return score_caption(text, Scene.model_validate(truth.scene)).f1
-
-
 def _prompt(record: TrajectoryRecord) -> dict[str, Any]:
     return {"instruction": record.input.instruction,
             "images": [i.model_dump(exclude_none=True) for i in record.input.images]}
 
 
 def to_preference_pairs(
-    records: Iterable[TrajectoryRecord], score_fn: ScoreFn = scene_f1, *, kind: Literal["final", "step"] = "final"
+    records: Iterable[TrajectoryRecord], score_fn: ScoreFn, *, kind: Literal["final", "step"] = "final"
 ) -> Iterator[PreferencePair]:
     """Preference pairs where the refined text scores strictly better than the draft.
 

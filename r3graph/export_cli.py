@@ -1,18 +1,21 @@
 """``r3graph export``: run R3 over images and write one trajectory record per run (JSONL).
 
     r3graph export --images DIR_OR_FILES... --out runs.jsonl [--max-rounds N] [--reflect NAME]
-                   [--base-url URL | --model DIR] [--pairs pairs.jsonl] [--trace otlp]
+                   [--base-url URL | --model DIR] [--world MODULE] [--pairs pairs.jsonl] [--trace otlp]
 
-Ground truth is picked up from a sidecar next to each image (``scene3.png`` -> ``scene3.json``, a
-scenes ``Scene``); with it, records carry ``draft_f1``/``output_f1`` scores and ``--pairs`` writes
-preference pairs where refine improved the caption. Records are appended as each run finishes, so
-an interrupted export keeps what it did. Format: ``docs/trajectory-format.md``.
+Ground truth and scores come from a *world* plugged in with ``--world MODULE``: any module with
+``ground_truth(image_path)`` and ``score(text, record)`` (and optionally ``SCORE_NAME``). With one,
+records carry ``draft_<name>``/``output_<name>`` scores and ``--pairs`` writes preference pairs where
+refine scored better; the scene world is ``--world r3graph.scenes.trajectories``. Records are
+appended as each run finishes, so an interrupted export keeps what it did. Format:
+``docs/trajectory-format.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,10 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", help="model directory for the in-process engine (default: the shipped model)")
     p.add_argument("--backend", choices=backends.BACKEND_KINDS,
                    help="default: server with --base-url, else engine; scripted = no weights, for tests")
-    p.add_argument("--pack", help="prompt pack (default: scenes for the scenes model, else default)")
-    p.add_argument("--pairs", type=Path, help="also write preference pairs (refined better than draft)")
+    p.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
+    p.add_argument("--world", help="module giving ground_truth(image) and score(text, record), e.g. "
+                   "r3graph.scenes.trajectories")
+    p.add_argument("--pairs", type=Path, help="also write preference pairs (refined better than draft; needs --world)")
     p.add_argument("--pair-kind", choices=["final", "step"], default="final")
     p.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
                    help="export spans (otlp reads the standard OTEL_EXPORTER_OTLP_* variables)")
@@ -61,27 +66,29 @@ def collect_images(paths: list[str]) -> list[Path]:
     return found
 
 
-def sidecar_scene(image: Path) -> Any:
-    """The ground-truth scene next to the image, or None (absent, or not a scene)."""
-    sidecar = image.with_suffix(".json")
-    if not sidecar.is_file():
+def load_world(name: str | None) -> Any:
+    """The ``--world`` module, checked for what the export calls."""
+    if not name:
         return None
-    from r3graph.scenes.world import Scene
-
     try:
-        return Scene.from_json(sidecar.read_text())
-    except ValueError:
-        return None
+        world = importlib.import_module(name)
+    except ImportError as exc:
+        raise SystemExit(f"r3graph export: --world {name}: {exc}") from exc
+    missing = [f for f in ("ground_truth", "score") if not callable(getattr(world, f, None))]
+    if missing:
+        raise SystemExit(f"r3graph export: --world {name} has no {' or '.join(missing)}() function")
+    return world
 
 
-def _scores(record: TrajectoryRecord) -> dict[str, float]:
-    from r3graph.export import scene_f1
+def _scores(record: TrajectoryRecord, world: Any) -> dict[str, float]:
+    if world is None:
+        return {}
+    name = getattr(world, "SCORE_NAME", "score")
+    draft, output = world.score(record.rounds[0].draft, record), world.score(record.output, record)
+    return {} if draft is None or output is None else {f"draft_{name}": draft, f"output_{name}": output}
 
-    draft, output = scene_f1(record.rounds[0].draft, record), scene_f1(record.output, record)
-    return {} if draft is None or output is None else {"draft_f1": draft, "output_f1": output}
 
-
-async def _export(args: argparse.Namespace, backend: backends.Backend, images: list[Path]) -> int:
+async def _export(args: argparse.Namespace, backend: backends.Backend, images: list[Path], world: Any) -> int:
     from r3graph import R3Context, R3Error, R3Input, build_r3_graph
 
     graph = build_r3_graph(backend.model, pack=backend.pack).compile()
@@ -100,8 +107,8 @@ async def _export(args: argparse.Namespace, backend: backends.Backend, images: l
             print(f"[{i}/{len(images)}] {image.name}: FAILED {exc}", file=sys.stderr)
             continue
         record = trajectory_record(inputs, result, model=backend.model_name, pack=backend.pack,
-                                   context=context, ground_truth=sidecar_scene(image))
-        record.scores.update(_scores(record))
+                                   context=context, ground_truth=world.ground_truth(image) if world else None)
+        record.scores.update(_scores(record, world))
         write_jsonl([record], args.out, append=True)
         scored = "".join(f" {k}={v:.2f}" for k, v in record.scores.items())
         print(f"[{i}/{len(images)}] {image.name}: {record.stop_reason}, {len(record.rounds)} rounds,"
@@ -113,6 +120,11 @@ def run_export(args: argparse.Namespace) -> int:
     """Run the export; exit status 0 when every image gave a record, 1 otherwise."""
     from r3graph.telemetry import configure_tracing
 
+    world = load_world(args.world)
+    if args.pairs and world is None:
+        print("r3graph export: --pairs needs --world MODULE to score drafts (e.g. r3graph.scenes.trajectories)",
+              file=sys.stderr)
+        return 2
     images = collect_images(args.images)
     if not images:
         print("r3graph export: no images found", file=sys.stderr)
@@ -122,7 +134,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"r3graph export: {len(images)} image(s) with {backend.label}, pack {backend.pack}", file=sys.stderr)
     shutdown_tracing = configure_tracing(args.trace)
     try:
-        failed = asyncio.run(_export(args, backend, images))
+        failed = asyncio.run(_export(args, backend, images, world))
     finally:
         shutdown_tracing()
         if backend.kind == "engine":
@@ -132,8 +144,6 @@ def run_export(args: argparse.Namespace) -> int:
     records = list(read_jsonl(args.out))
     print(f"r3graph export: wrote {len(records)} record(s) to {args.out}", file=sys.stderr)
     if args.pairs:
-        from r3graph.export import scene_f1
-
-        n = write_jsonl(to_preference_pairs(records, scene_f1, kind=args.pair_kind), args.pairs)
+        n = write_jsonl(to_preference_pairs(records, world.score, kind=args.pair_kind), args.pairs)
         print(f"r3graph export: wrote {n} preference pair(s) to {args.pairs}", file=sys.stderr)
     return 1 if failed else 0

@@ -77,6 +77,8 @@ class ScriptedSceneModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model_name: str = SCRIPTED_MODEL_NAME
+    # The prompt pack this stand-in answers best (it reads both); backends read it instead of a name.
+    r3graph_pack: str = "scenes"
     default_scene: Scene = Field(default_factory=load_example)
     scenes: dict[str, Scene] = Field(default_factory=dict, description="sha256 of image bytes -> scene")
     error_seed: int = 1  # seed 1 on the example scene: a wrong shape ("red circle" for the red star)

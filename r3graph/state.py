@@ -36,6 +36,8 @@ class Reflection(BaseModel):
     score: float = Field(default=0.0, ge=0.0, le=1.0)
     passes: int = 1
     raw: str | None = None
+    # Verdicts that could not be read (after a re-ask, when the pack asks for one) and were left out.
+    unclear: int = 0
     # Set when a person reviewed it (R3Context(review=True)): approved, edited or stopped.
     reviewed: Literal["approved", "edited", "stopped"] | None = None
 

@@ -18,7 +18,6 @@ from r3graph.export import (
     TrajectoryRecord,
     read_jsonl,
     read_pairs,
-    scene_f1,
     to_preference_pairs,
     trajectory_record,
     write_jsonl,
@@ -26,6 +25,7 @@ from r3graph.export import (
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.scenes.assets import EXAMPLE_PNG, load_example
 from r3graph.scenes.language import caption
+from r3graph.scenes.trajectories import scene_f1
 from r3graph.scenes.world import Scene, generate_scene, render
 from r3graph.scripted import ScriptedSceneModel
 
@@ -120,7 +120,8 @@ def test_the_export_command_writes_records_and_pairs(tmp_path: Path, monkeypatch
     add_export_parser(parser.add_subparsers(dest="command"))
     out, pairs = tmp_path / "runs.jsonl", tmp_path / "pairs.jsonl"
     args = parser.parse_args(["export", "--images", str(images), "--out", str(out), "--max-rounds", "2",
-                              "--backend", "scripted", "--pairs", str(pairs)])
+                              "--backend", "scripted", "--world", "r3graph.scenes.trajectories",
+                              "--pairs", str(pairs)])
     assert run_export(args) == 0
     records = list(read_jsonl(out))
     assert [Path(r.input.images[0].ref).name for r in records] == ["scene0.png", "scene1.png", "scene2.png"]

@@ -20,6 +20,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from r3graph import R3Context, build_r3_graph
 from r3graph.scenes.assets import EXAMPLE_PNG
 from r3graph.scripted import ScriptedSceneModel
+from r3graph.serving.env import SHIPPED_MODEL_DIR
 from r3graph.serving.propagation import ASYNC_EVENT_HOOKS, EVENT_HOOKS, traced_http_clients
 from r3graph.telemetry import configure_tracing, otlp_protocol, otlp_span_exporter
 
@@ -157,7 +158,9 @@ class _FakeVLLM(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        self._json({"object": "list", "data": [{"id": "scenes-vlm", "object": "model"}]})
+        # Like vLLM, the model's root is the directory it loaded; the shipped one declares its pack.
+        self._json({"object": "list", "data": [{"id": "scenes-vlm", "object": "model",
+                                                "root": str(SHIPPED_MODEL_DIR)}]})
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))

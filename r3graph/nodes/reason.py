@@ -16,6 +16,13 @@ from r3graph.nodes.common import R3Deps, image_event, stage
 from r3graph.state import R3State, Round, Usage
 
 
+def _empty(what: str, reasoning: str) -> str:
+    if reasoning:
+        return (f"reason: the model returned reasoning but no {what} (cut while thinking?); raise the pack's "
+                "max_tokens or turn thinking off with chat_template_kwargs={'enable_thinking': False}")
+    return f"reason: the model returned an empty {what}"
+
+
 class ReasonNode:
     def __init__(self, deps: R3Deps) -> None:
         self.deps = deps
@@ -32,7 +39,7 @@ class ReasonNode:
                 prompt = caller.pack.render("reason", instruction=state["instruction"])
                 result = await caller.call("reason", prompt)
                 if not result.text:
-                    raise R3ModelError("reason: the model returned an empty draft", transient=False, stage="reason")
+                    raise R3ModelError(_empty("draft", result.reasoning), transient=False, stage="reason")
                 first, usage = Round(index=0, draft=result.text), caller.usage
         get_stream_writer()({"stage": "reason", "round": 0, "text": first.draft, **image_event(first)})
         return {"rounds": [first], "reflect_pass": 0, "usage": usage}
@@ -42,7 +49,7 @@ class ReasonNode:
         if context.image.plan:
             planned = await caller.call("reason", caller.pack.render("reason", instruction=prompt))
             if not planned.text:
-                raise R3ModelError("reason: the model returned an empty plan", transient=False, stage="reason")
+                raise R3ModelError(_empty("plan", planned.reasoning), transient=False, stage="reason")
             prompt = planned.text
         images = self.deps.image_caller(state, context)
         png = await images.generate("reason", prompt)

@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 from r3graph.context import R3Context
 from r3graph.errors import R3ModelError
 from r3graph.nodes.common import R3Deps, image_event, stage
+from r3graph.reflect.verdicts import read_judge
 from r3graph.state import R3State, Round, Usage
 
 
@@ -74,10 +75,12 @@ class RefineNode:
             caller = self.deps.caller(state, context, config, looking_at=previous.image)
             prompt = caller.pack.render("refine", instruction=state["instruction"], draft=state["instruction"],
                                         findings=critique)
-            instruction = (await caller.call("refine", prompt)).text
+            written = (await caller.call("refine", prompt)).text
             usage = caller.usage
-            if not instruction or caller.pack.is_sentinel(instruction):
-                # No edit to make: keep the image; the loop ends as "unchanged".
-                return Round(index=index, draft=instruction, image=previous.image), usage
+            reading = read_judge(written, caller.pack.accepted_passes)
+            if reading.outcome != "edit":
+                # No edit to make (or none that can be read): keep the image; the loop ends as "unchanged".
+                return Round(index=index, draft=written, image=previous.image), usage
+            instruction = reading.edit
         png = await images.edit("refine", previous.image, instruction)
         return Round(index=index, draft=instruction, image=png), usage + images.usage

@@ -47,12 +47,13 @@ class ReflectNode:
             reflection = reflection.model_copy(update={"passes": pass_index})
             span.set_attributes(
                 {"r3.reflect.strategy": reflection.strategy, "r3.verdict": reflection.verdict,
-                 "r3.score": reflection.score, "r3.findings": len(reflection.findings)}
+                 "r3.score": reflection.score, "r3.findings": len(reflection.findings),
+                 "r3.unclear": reflection.unclear}
             )
         rounds[-1] = current.model_copy(update={"reflection": reflection})
         get_stream_writer()(
             {"stage": "reflect", "round": current.index, "pass": pass_index, "verdict": reflection.verdict,
-             "score": reflection.score, "text": reflection.critique,
+             "score": reflection.score, "text": reflection.critique, "unclear": reflection.unclear,
              "findings": [f.model_dump() for f in reflection.findings]}
         )
         return {"rounds": rounds, "reflect_pass": pass_index, "usage": caller.usage}

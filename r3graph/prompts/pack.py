@@ -8,7 +8,7 @@ import string
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -55,7 +55,32 @@ class PromptPack(BaseModel):
     name: str
     system: str | None = None
     sentinel: str = "no further edit needed"
-    yes_words: tuple[str, ...] = ("yes", "true", "correct")
+    pass_phrases: tuple[str, ...] = ()
+    yes_words: tuple[str, ...] = ()
+    no_words: tuple[str, ...] = ()
+    on_unclear: Literal["reask", "ignore"] = Field(
+        default="reask",
+        description="What an unreadable verdict does: 'reask' asks once more with the stricter format in "
+        "'reask' (then ignores it if still unclear); 'ignore' leaves the check out straight away.",
+    )
+    reask: dict[str, str] = Field(
+        default_factory=lambda: {
+            "yes_no": "Reply with exactly one word: yes or no.",
+            "judge": 'Reply with only a JSON object: {"edit": "<one edit instruction>"}, or {"edit": "{sentinel}"} '
+                     "if nothing needs to change.",
+        },
+        description="Appended to the prompt when a verdict ('yes_no' or 'judge') is re-asked; '{sentinel}' is "
+        "filled in.",
+    )
+    max_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-stage token budgets for this model family (a request's sampling overrides them).",
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description="Sent to the chat template on every call, e.g. {'enable_thinking': false} for Qwen3 "
+        "(the context's setting wins).",
+    )
     reason: str
     questions: str
     answer: str
@@ -102,6 +127,9 @@ class PromptPack(BaseModel):
                     f"template for {stage!r} uses unknown placeholder(s) {sorted(unknown)}; "
                     f"allowed: {sorted(allowed)}"
                 )
+        unknown_budgets = set(self.max_tokens) - set(STAGE_FIELDS)
+        if unknown_budgets:
+            raise ValueError(f"max_tokens for unknown stage(s) {sorted(unknown_budgets)}")
         return self
 
     def for_output(self, output: str) -> PromptPack:
@@ -129,12 +157,13 @@ class PromptPack(BaseModel):
             lines.append(self.render("finding", question=question, answer=answer, verdict=verdict))
         return "\n".join(lines)
 
-    def is_yes(self, answer: str) -> bool:
-        head = answer.strip().lower().lstrip("\"'*-([ ")
-        return any(head.startswith(word) for word in self.yes_words)
+    @property
+    def accepted_passes(self) -> tuple[str, ...]:
+        """Every phrasing that means "nothing to fix": the sentinel first."""
+        return (self.sentinel, *self.pass_phrases)
 
-    def is_sentinel(self, text: str) -> bool:
-        return self.sentinel.lower() in " ".join(text.lower().split())
+    def reask_text(self, kind: Literal["yes_no", "judge"]) -> str:
+        return self.reask.get(kind, "").replace("{sentinel}", self.sentinel)
 
 
 def _packs_dir() -> Any:

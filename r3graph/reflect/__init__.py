@@ -10,8 +10,8 @@ from r3graph.reflect.graph_strategy import GraphStrategy
 from r3graph.reflect.judge import Judge
 from r3graph.reflect.multi_step import MultiStep
 from r3graph.reflect.none import NoReflect
-from r3graph.reflect.parsing import JudgeVerdict
 from r3graph.reflect.self_questions import SelfQuestions
+from r3graph.reflect.verdicts import JudgeVerdict, read_items, read_judge, read_yes_no
 
 BUILTIN_STRATEGIES: dict[str, type[Any]] = {
     "self_questions": SelfQuestions,
@@ -51,5 +51,8 @@ __all__ = [
     "ReflectStrategy",
     "SelfQuestions",
     "answer_checks",
+    "read_items",
+    "read_judge",
+    "read_yes_no",
     "resolve_strategy",
 ]

@@ -21,6 +21,7 @@ from langgraph.types import Send
 from r3graph.calls import CallResult, StageCaller
 from r3graph.context import R3Context
 from r3graph.prompts import PromptPack
+from r3graph.reflect.readings import consistent, read_check, read_checks
 from r3graph.state import Finding, Reflection
 
 
@@ -112,18 +113,17 @@ async def answer_checks(request: ReflectRequest, stage: str, field: str, items: 
 async def check_items(request: ReflectRequest, stage: str, field: str, items: list[str]) -> list[Finding]:
     """Answer each question/claim against the image; a "yes" means the draft's statement holds."""
     answers = await answer_checks(request, stage, field, items)
-    return [
-        Finding(question=item, answer=answer, consistent=request.pack.is_yes(answer))
-        for item, answer in zip(items, answers, strict=True)
-    ]
+    return await read_checks(request, stage, field, items, answers)
 
 
 def findings_reflection(strategy: str, request: ReflectRequest, findings: list[Finding], raw: str | None) -> Reflection:
-    """Verdict, score and critique from checked findings: pass only when every check agrees."""
+    """Verdict, score and critique from checked findings: revise when a check failed. Unclear
+    checks are left out (not failures); no checks at all (an unreadable list) counts as unclear."""
     checked = [f for f in findings if f.consistent is not None]
     agree = sum(1 for f in checked if f.consistent)
-    score = agree / len(checked) if checked else 0.0
-    passed = bool(checked) and agree == len(checked)
+    score = agree / len(checked) if checked else 0.5
+    passed = agree == len(checked)
+    unclear = len(findings) - len(checked) if findings else 1
     critique = request.pack.render_findings([(f.question, f.answer, f.consistent) for f in findings])
     return Reflection(
         strategy=strategy,
@@ -133,6 +133,7 @@ def findings_reflection(strategy: str, request: ReflectRequest, findings: list[F
         score=score,
         passes=request.pass_index,
         raw=raw,
+        unclear=unclear,
     )
 
 
@@ -149,6 +150,8 @@ async def recheck_inconsistent(strategy: str, request: ReflectRequest) -> Reflec
     findings = list(previous.findings)
     for i, answer in zip(failing, answers, strict=True):
         old = findings[i]
-        confirmed = request.pack.is_yes(answer)
-        findings[i] = Finding(question=old.question, answer=f"{old.answer} / {answer}", consistent=confirmed)
+        reading = await read_check(request, "verify", "claim", old.question, answer)
+        confirmed = consistent(reading)  # an unclear second look leaves the first one standing
+        findings[i] = Finding(question=old.question, answer=f"{old.answer} / {reading.text or answer}",
+                              consistent=old.consistent if confirmed is None else confirmed)
     return findings_reflection(strategy, request, findings, previous.raw)

@@ -7,7 +7,8 @@ claims themselves as the critique."""
 from __future__ import annotations
 
 from r3graph.reflect.base import ReflectRequest, check_items, findings_reflection, recheck_inconsistent
-from r3graph.reflect.parsing import parse_lines
+from r3graph.reflect.readings import read_edit
+from r3graph.reflect.verdicts import read_items
 from r3graph.state import Reflection
 
 
@@ -23,7 +24,7 @@ class MultiStep:
         limit = self.max_claims or request.context.num_questions
         prompt = request.pack.render("claims", instruction=request.instruction, draft=request.draft)
         listed = await request.caller.call("claims", prompt)
-        claims = parse_lines(listed.text, limit=limit)
+        claims = read_items(listed.text, limit)
         findings = await check_items(request, "verify", "claim", claims)
         reflection = findings_reflection(self.name, request, findings, raw=listed.text)
         if reflection.verdict == "pass" or request.pack.summarise is None:
@@ -32,7 +33,9 @@ class MultiStep:
             "summarise", instruction=request.instruction, draft=request.draft, findings=reflection.critique
         )
         summary = await request.caller.call("summarise", prompt)
-        if request.pack.is_sentinel(summary.text):
-            # The summariser overruled a failed check; keep the checks' verdict but say so.
+        reading = await read_edit(request, "summarise", prompt, summary.text)
+        if reading.outcome != "edit":
+            # The summariser overruled a failed check (or said nothing readable); keep the checks'
+            # verdict and critique, but say so.
             return reflection.model_copy(update={"raw": f"{listed.text}\n[summary: {summary.text}]"})
-        return reflection.model_copy(update={"critique": summary.text})
+        return reflection.model_copy(update={"critique": reading.edit})

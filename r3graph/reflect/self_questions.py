@@ -4,7 +4,7 @@ answers each against the image, and any "no" is a finding refine must fix."""
 from __future__ import annotations
 
 from r3graph.reflect.base import ReflectRequest, check_items, findings_reflection, recheck_inconsistent
-from r3graph.reflect.parsing import parse_lines
+from r3graph.reflect.verdicts import read_items
 from r3graph.state import Reflection
 
 
@@ -21,6 +21,6 @@ class SelfQuestions:
         k = self.num_questions or request.context.num_questions
         prompt = request.pack.render("questions", instruction=request.instruction, draft=request.draft, k=k)
         asked = await request.caller.call("questions", prompt)
-        questions = parse_lines(asked.text, limit=k)
+        questions = read_items(asked.text, k, questions=True)
         findings = await check_items(request, "answer", "question", questions)
         return findings_reflection(self.name, request, findings, raw=asked.text)

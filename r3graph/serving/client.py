@@ -23,15 +23,20 @@ def _is_loopback(base_url: str) -> bool:
     return (urlparse(base_url).hostname or "") in _LOOPBACK
 
 
-def discover_model(base_url: str, timeout: float = 10.0) -> str:
-    """The first model the server serves (R3 servers serve exactly one)."""
+def served_models(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The server's ``/models`` entries (vLLM's carry ``root``: the path or hub id it loaded)."""
     url = normalize_base_url(base_url)
     with httpx.Client(trust_env=not _is_loopback(url), timeout=timeout) as http:
         resp = http.get(f"{url}/models")
         resp.raise_for_status()
-        data = resp.json().get("data") or []
+        return list(resp.json().get("data") or [])
+
+
+def discover_model(base_url: str, timeout: float = 10.0) -> str:
+    """The first model the server serves (R3 servers serve exactly one)."""
+    data = served_models(base_url, timeout)
     if not data:
-        raise RuntimeError(f"{url}/models lists no models")
+        raise RuntimeError(f"{normalize_base_url(base_url)}/models lists no models")
     return str(data[0]["id"])
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving._loop import ENGINE_LOOP
+from r3graph.serving.env import default_enforce_eager
 from r3graph.serving.messages import to_vllm_conversation
 from r3graph.serving.registry import EngineSpec, aget_engine, get_engine, shutdown_engine
 from r3graph.serving.structured import structured_runnable
@@ -89,11 +90,14 @@ class ChatVLLMEngine(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     # Tells R3's callers they may pass an OpenAI-style response_format kwarg (see r3graph.calls).
     supports_response_format: ClassVar[bool] = True
+    # And a chat_template_kwargs kwarg (e.g. {"enable_thinking": False}), merged into the template's.
+    supports_chat_template_kwargs: ClassVar[bool] = True
 
     model: str = Field(description="HF-format model directory (or name vLLM can load offline)")
     dtype: str = "auto"
     max_model_len: int | None = None  # None: the model's own limit (scenes-vlm: 512)
-    enforce_eager: bool = True  # torch.compile costs ~50 s more start-up for little gain here
+    # None: eager on CPU builds only, where torch.compile costs ~50 s more start-up for little gain.
+    enforce_eager: bool | None = None
     block_size: int = 32  # prefix caching only caches full blocks; prompts are ~100-300 tokens
     enable_prefix_caching: bool = True
     max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST
@@ -120,7 +124,8 @@ class ChatVLLMEngine(BaseChatModel):
     def spec(self) -> EngineSpec:
         return EngineSpec.create(
             model=self.model, dtype=self.dtype, max_model_len=self.max_model_len,
-            enforce_eager=self.enforce_eager, block_size=self.block_size,
+            enforce_eager=default_enforce_eager() if self.enforce_eager is None else self.enforce_eager,
+            block_size=self.block_size,
             enable_prefix_caching=self.enable_prefix_caching,
             max_images_per_prompt=self.max_images_per_prompt, compact_json=self.compact_json,
             speculative_config=self.speculative_config, engine_kwargs=self.engine_kwargs,
@@ -178,12 +183,14 @@ class ChatVLLMEngine(BaseChatModel):
         from vllm.renderers import ChatParams
 
         engine = await aget_engine(self.spec)
+        kwargs = dict(kwargs)
+        template_kwargs = dict(kwargs.pop("chat_template_kwargs", None) or {})
         sampling = self._sampling_params(stop, kwargs, delta)
         conversation: list[Any] = to_vllm_conversation(messages)  # vLLM types it as OpenAI params
         # The model's own chat template, applied by vLLM's renderer (image placeholders included).
         # The renderer does not add the assistant turn's opening by default (LLM.chat and the
         # OpenAI server do): without it the model continues the user's turn instead of answering.
-        params = ChatParams(chat_template_kwargs={"add_generation_prompt": True})
+        params = ChatParams(chat_template_kwargs={"add_generation_prompt": True, **template_kwargs})
         _, (prompt,) = await engine.renderer.render_chat_async([conversation], params)
         async for out in engine.generate(prompt, sampling, f"r3-{uuid.uuid4().hex}"):
             yield out

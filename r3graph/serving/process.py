@@ -164,6 +164,11 @@ class LoopbackProcess(Managed):
         self.stop()
         return self.error_type(f"{why}\n--- last lines of the {self.label} log ---\n{self.log_tail()}")
 
+    def child_env(self) -> dict[str, str]:
+        """The child's environment; servers of a model override it to pass the model (offline mode
+        and cache folders apply only to local model directories)."""
+        return child_env()
+
     def start(self) -> Self:
         self.launch()
         self.wait_healthy()
@@ -181,7 +186,7 @@ class LoopbackProcess(Managed):
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
-            env=child_env(),
+            env=self.child_env(),
             start_new_session=True,  # own process group: stop() reaches every grandchild
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )

@@ -35,7 +35,7 @@ class EngineSpec:
     model: str
     dtype: str = "auto"
     max_model_len: int | None = None
-    enforce_eager: bool = True
+    enforce_eager: bool = True  # ChatVLLMEngine resolves its None (auto) before building the spec
     block_size: int = 32
     enable_prefix_caching: bool = True
     max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST
@@ -88,7 +88,7 @@ _engines: dict[EngineSpec, concurrent.futures.Future[AsyncLLM]] = {}
 
 
 async def _start(spec: EngineSpec) -> AsyncLLM:
-    apply_vllm_env_defaults()
+    apply_vllm_env_defaults(spec.model)
     from vllm.v1.engine.async_llm import AsyncLLM
 
     # Construction blocks for tens of seconds (it waits for the engine core process); run it in

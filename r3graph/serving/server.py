@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
+from r3graph.serving.env import child_env, default_enforce_eager
 from r3graph.serving.process import LoopbackProcess, free_port
 
 __all__ = ["VLLMServer", "VLLMServerError", "free_port"]
@@ -42,7 +43,7 @@ class VLLMServer(LoopbackProcess):
         block_size: int = 32,
         max_images_per_prompt: int = MAX_IMAGES_PER_REQUEST,
         dtype: str = "auto",
-        enforce_eager: bool = True,
+        enforce_eager: bool | None = None,
         compact_json: bool = True,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 300.0,
@@ -56,7 +57,8 @@ class VLLMServer(LoopbackProcess):
         self.block_size = block_size
         self.max_images_per_prompt = max_images_per_prompt
         self.dtype = dtype
-        self.enforce_eager = enforce_eager
+        # None: eager on CPU builds only (GPU builds keep compiled graphs).
+        self.enforce_eager = default_enforce_eager() if enforce_eager is None else enforce_eager
         self.compact_json = compact_json
         self.extra_args = list(extra_args)
 
@@ -85,3 +87,6 @@ class VLLMServer(LoopbackProcess):
             cmd += ["--structured-outputs-config",
                     json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
         return cmd + self.extra_args  # last wins in argparse: user flags override ours
+
+    def child_env(self) -> dict[str, str]:
+        return child_env(self.model_dir)

@@ -258,3 +258,31 @@ async def test_a_slow_generator_is_cut_by_the_call_timeout_and_retried(spans: In
     assert err.value.transient and err.value.stage == "reason" and err.value.best_image is None
     generate_spans = [s for s in spans.get_finished_spans() if s.name.startswith("images.generate")]
     assert len(generate_spans) == 2 and all(not s.status.is_ok for s in generate_spans)
+
+
+def chatty(model: ScriptedChatModel) -> ScriptedChatModel:
+    """The oracle written the way a real VLM answers: reasoning first, markdown, closing remarks."""
+    terse = model.script
+
+    def script(text: str, images: list[bytes]) -> str:
+        reply = terse(text, images)
+        if text.endswith("Judge the image."):
+            edit = json.loads(reply)["edit"]
+            return f"<think>\nCompare each object with the prompt.\n</think>\n\n**Edit:** {edit}\n\nThis fixes it."
+        if text.endswith("Write one edit for the image."):
+            return f"Got it, the checks say what is wrong.\n</think>\n\n{reply.capitalize()}. I hope this helps!"
+        return reply
+
+    return ScriptedChatModel(script=script, sees_images=True)
+
+
+@pytest.mark.parametrize("reflect", ["judge", "self_questions"])
+async def test_the_image_editor_gets_the_edit_as_read_not_the_models_remarks(
+    wrong_colour: PaintServer, reflect: str
+) -> None:
+    async with OmniImageClient(wrong_colour.url) as client:
+        result = await image_graph(chatty(oracle()), client).ainvoke(
+            {"instruction": PROMPT}, context=context(reflect=reflect))
+    edit = result["rounds"][1].draft
+    assert edit.lower().startswith("change the ") and "think" not in edit and "hope" not in edit.lower()
+    assert "fixes it" not in edit and satisfies(result["image"]) and result["stop_reason"] == "passed"

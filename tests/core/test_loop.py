@@ -175,7 +175,7 @@ async def test_sampling_settings_reach_the_model_per_stage() -> None:
     reason_kwargs = model.calls[0]["kwargs"]
     assert reason_kwargs["temperature"] == 0.7 and reason_kwargs["max_tokens"] == 42
     answer_kwargs = model.calls[2]["kwargs"]
-    assert answer_kwargs["temperature"] == 0.0 and answer_kwargs["max_tokens"] == 24
+    assert answer_kwargs["temperature"] == 0.0 and answer_kwargs["max_tokens"] == 128  # the default pack's budget
 
 
 async def test_every_stage_puts_the_shared_prefix_first() -> None:

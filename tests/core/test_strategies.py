@@ -7,7 +7,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from r3graph import R3Context, Reflection, ReflectRequest, build_r3_graph
-from r3graph.reflect.parsing import JudgeVerdict, parse_judge_text, parse_lines
+from r3graph.reflect.verdicts import JudgeReading, JudgeVerdict, read_items, read_judge
 from tests.core.test_loop import IMAGE, run, truthful_script
 from tests.fakes import ScriptedChatModel, stage_of
 
@@ -97,14 +97,15 @@ async def test_a_pack_for_a_model_trained_on_exact_json_turns_constrained_decodi
     assert model.structured_calls == 1  # an explicit request still wins
 
 
-def test_lenient_parsers() -> None:
-    assert parse_lines("1. Is it red?\n2) Is it big?\n- Is it red?\n\n* is it round?", limit=5) == [
+def test_lenient_readers() -> None:
+    assert read_items("1. Is it red?\n2) Is it big?\n- Is it red?\n\n* is it round?", 5) == [
         "Is it red?", "Is it big?", "is it round?"
     ]
-    assert parse_lines("a\nb\nQ3: is there a cat?", limit=1) == ["is there a cat?"]
-    assert parse_judge_text('```json\n{"edit": "remove the cat"}\n```') == "remove the cat"
-    assert parse_judge_text("Edit: remove the cat") == "remove the cat"
-    assert parse_judge_text('{"edit": 3}') == '{"edit": 3}'
+    assert read_items("a\nb\nQ3: is there a cat?", 1, questions=True) == ["is there a cat?"]
+    passes = ["no further edit needed"]
+    assert read_judge('```json\n{"edit": "remove the cat"}\n```', passes) == JudgeReading("edit", "remove the cat")
+    assert read_judge("Edit: remove the cat", passes) == JudgeReading("edit", "remove the cat")
+    assert read_judge('{"edit": 3}', passes) == JudgeReading("unclear")
     assert JudgeVerdict(edit="x").edit == "x"
 
 

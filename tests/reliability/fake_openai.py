@@ -34,6 +34,7 @@ class Reply:
     delay_s: float = 0.0
     cut_body: bool = False  # announce the full Content-Length, send half of it, close
     hang: bool = False  # read the request, never answer (until the server stops)
+    error: str | None = None  # the error message of a non-200 reply (default: "scripted <status>")
 
 
 @dataclass
@@ -118,7 +119,7 @@ class FakeOpenAI(LoopbackHTTPServer):
                 if reply.delay_s and fake._stopping.wait(reply.delay_s):
                     return
                 if reply.status != 200:
-                    self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
+                    self._json(reply.status, {"error": {"message": reply.error or f"scripted {reply.status}",
                                                         "type": "fake", "code": reply.status}})
                     return
                 content = reply.content if reply.content is not None else fake.responder(body)

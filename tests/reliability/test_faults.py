@@ -217,7 +217,7 @@ async def test_an_empty_draft_is_a_typed_error_not_an_empty_answer(fake: Any) ->
 
 
 async def test_an_empty_refine_keeps_the_previous_draft_in_the_error(fake: Any) -> None:
-    server = fake([Reply(), Reply(content="Hmm."), Reply(content="")])
+    server = fake([Reply(), Reply(content="Make the square red."), Reply(content="")])
     outcome, _ = await run_r3(server.url, ctx(reflect="judge"))
     assert isinstance(outcome, R3ModelError) and outcome.stage == "refine"
     assert outcome.best_draft == "a red square on the left" and len(outcome.rounds) == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from r3graph.prompts.pack import PromptPack, load_pack
+from r3graph.reflect.verdicts import read_judge, read_yes_no
 from r3graph.scenes.edits import corrupt_caption, edit_instruction
 from r3graph.scenes.image_edits import image_edit
 from r3graph.scenes.language import caption
@@ -50,7 +51,8 @@ def _edit_scores(outs: list[str], targets: list[str | None], prompts: list[str],
     sentinel iff the painting is right), and whether the stand-in editor, given the edit, fixes it."""
     rng = random.Random(seed)
     wrong = [t is not None for t in targets]
-    sentinel = [not o or pack.is_sentinel(o) for o in outs]  # as the loop reads it: no edit = nothing to fix
+    # As the loop reads it: no edit = nothing to fix.
+    sentinel = [read_judge(o, pack.accepted_passes).outcome != "edit" for o in outs]
     fixed = [score_caption(p, apply_edit(q, o, rng)).exact_match
              for o, p, q, w in zip(outs, prompts, painted, wrong, strict=True) if w]
     n_wrong, n_right = sum(wrong), len(wrong) - sum(wrong)
@@ -100,7 +102,7 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
         drafts.append(corrupt_caption(s, rng)[0] if bad else caption(s))
         wrong.append(edit_instruction(drafts[-1], s) is not None)
     judged = [_parse_edit(t) for t in run([(i, pack.render("judge", draft=d)) for i, d in enumerate(drafts)])]
-    says_edit = [not pack.is_sentinel(e) and e != "" for e in judged]
+    says_edit = [read_judge(e, pack.accepted_passes).outcome == "edit" for e in judged]
     ref_edits = [edit_instruction(d, s) for d, s in zip(drafts, scenes, strict=True)]
     n_wrong = max(sum(wrong), 1)
     via_edit = run([(i, pack.render("refine", draft=drafts[i], findings=judged[i]))
@@ -140,7 +142,7 @@ def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
     findings: dict[int, list[tuple[str, str, bool]]] = defaultdict(list)
     q_right = 0
     for (i, text), a in zip(flat, ans, strict=True):
-        findings[i].append((text, a, pack.is_yes(a)))
+        findings[i].append((text, a, read_yes_no(a, yes_words=pack.yes_words).verdict == "yes"))
         q_right += (a.strip().split(" ")[0] == answer_yes_no(text, scenes[i]))
     refined = run([(i, pack.render("refine", draft=captions[i], findings=pack.render_findings(findings[i])))
                    for i in range(n)])
