@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from r3graph.state import Finding, Reflection, Round, Usage
+from r3graph.state import CheckPlan, Finding, Reflection, ReflectionUpdate, Round, Usage
 
-CHECKPOINT_TYPES: tuple[type, ...] = (Round, Reflection, Finding, Usage)
+CHECKPOINT_TYPES: tuple[type, ...] = (Round, Reflection, Finding, Usage, CheckPlan, ReflectionUpdate)
 
 
 def checkpoint_allowlist() -> list[tuple[str, str]]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import Send
 
 from r3graph.context import resolve_context
+from r3graph.nodes.check import check_sends
 from r3graph.state import R3State
 
 
@@ -32,6 +34,28 @@ async def after_reflect(
     if current.index >= context.max_rounds:
         return "finalize"
     return "review" if context.review else "refine"
+
+
+async def after_reflect_plan(
+    state: R3State, runtime: Runtime[Any]
+) -> list[Send] | Literal["reflect", "review", "refine", "finalize"]:
+    """A planned reflect fans out to its checks (all at once, or the first of them when checks are
+    sequential); a reflect that concluded in its node routes on like any verdict."""
+    plan = state.get("checks")
+    if plan is None:
+        return await after_reflect(state, runtime)
+    context = resolve_context(runtime.context)
+    return check_sends(state, context, plan, only_next=not context.concurrent_checks)
+
+
+async def after_check(state: R3State, runtime: Runtime[Any]) -> list[Send] | Literal["reflect_verdict"]:
+    """Concurrent checks meet at the verdict; sequential ones hand on to the next unanswered check.
+    (The state read here holds this check's own answer.)"""
+    context = resolve_context(runtime.context)
+    plan = state.get("checks")
+    if context.concurrent_checks or plan is None:
+        return "reflect_verdict"
+    return check_sends(state, context, plan, only_next=True) or "reflect_verdict"
 
 
 async def after_review(state: R3State) -> Literal["refine", "finalize"]:

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from r3graph.context import R3Context
 from r3graph.errors import R3ModelError
 from r3graph.nodes.common import R3Deps, image_event, stage
-from r3graph.state import R3State, Round, Usage
+from r3graph.state import R3State, ReflectionUpdate, Round, Usage
 
 
 class RefineNode:
@@ -35,9 +35,8 @@ class RefineNode:
                 refined, usage = await self._edit_image(state, context, config, previous)
             else:
                 refined, usage = await self._rewrite(state, context, config, previous)
-        rounds.append(refined)
         get_stream_writer()({"stage": "refine", "round": index, "text": refined.draft, **image_event(refined)})
-        return {"rounds": rounds, "reflect_pass": 0, "usage": usage}
+        return {"rounds": ReflectionUpdate(append=refined), "reflect_pass": 0, "usage": usage}
 
     async def _rewrite(
         self, state: R3State, context: R3Context, config: RunnableConfig, previous: Round
