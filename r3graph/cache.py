@@ -26,6 +26,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from r3graph.calls import model_name
 from r3graph.context import R3Context, Sampling
 from r3graph.prompts import PromptPack
 from r3graph.state import R3State
@@ -52,23 +53,26 @@ def digest(*parts: Any) -> str:
 
 
 def model_identity(model: BaseChatModel) -> str:
+    """The model's class, name and the settings it identifies itself by (vLLM engine: model dir,
+    block size, speculative decoding)."""
     params = getattr(model, "_identifying_params", {}) or {}
-    return digest(f"{type(model).__module__}.{type(model).__qualname__}", params)
+    return digest(f"{type(model).__module__}.{type(model).__qualname__}", model_name(model), params)
 
 
 def cache_scopes(model: BaseChatModel, pack: PromptPack, context: R3Context, builtin_strategy: bool) -> dict[str, str]:
     """Each cacheable node's scope for this run; a node whose calls are not deterministic gets none."""
     if context.output != "text":
         return {}
-    base = (model_identity(model), pack.model_dump(mode="json"), context.num_questions,
-            context.structured_judge, str(context.reflect))
+    base = (model_identity(model), pack.model_dump(mode="json"))
+    strategy = (str(context.reflect), context.num_questions, context.structured_judge)
     scopes = {}
     for node, stages in NODE_STAGES.items():
-        if node.startswith("reflect") and not builtin_strategy:
+        reflects = node.startswith("reflect")
+        if reflects and not builtin_strategy:
             continue
         samplings = [context.sampling_for(stage) for stage in stages]
         if all(deterministic(s) for s in samplings):
-            scopes[node] = digest(node, base, [s.as_kwargs() for s in samplings])
+            scopes[node] = digest(node, base, strategy if reflects else None, [s.as_kwargs() for s in samplings])
     return scopes
 
 
