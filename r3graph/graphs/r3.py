@@ -13,11 +13,11 @@ from r3graph.cache import check_cache_key, node_cache_key
 from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3ModelError
 from r3graph.graphs.routing import (
-    after_check,
     after_reason,
     after_refine,
     after_reflect,
     after_reflect_plan,
+    after_reflect_verdict,
     after_review,
 )
 from r3graph.image_generation import ImageBackend
@@ -96,8 +96,10 @@ def build_r3_graph(
     graph.add_conditional_edges("reason", after_reason, ["reflect", "finalize"])
     verdict_targets = ["reflect", "review", "refine", "finalize"]
     graph.add_conditional_edges("reflect", after_reflect_plan, ["check", *verdict_targets])
-    graph.add_conditional_edges("check", after_check, ["check", "reflect_verdict"])
-    graph.add_conditional_edges("reflect_verdict", after_reflect, verdict_targets)
+    # A plain edge (a router per check costs a state read each): sequential checks are sent on one
+    # by one from reflect_verdict, which concludes only once every answer is in.
+    graph.add_edge("check", "reflect_verdict")
+    graph.add_conditional_edges("reflect_verdict", after_reflect_verdict, ["check", *verdict_targets])
     graph.add_conditional_edges("review", after_review, ["refine", "finalize"])
     graph.add_conditional_edges("refine", after_refine, ["reflect", "finalize"])
     graph.add_edge("finalize", END)

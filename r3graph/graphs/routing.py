@@ -48,14 +48,15 @@ async def after_reflect_plan(
     return check_sends(state, context, plan, only_next=not context.concurrent_checks)
 
 
-async def after_check(state: R3State, runtime: Runtime[Any]) -> list[Send] | Literal["reflect_verdict"]:
-    """Concurrent checks meet at the verdict; sequential ones hand on to the next unanswered check.
-    (The state read here holds this check's own answer.)"""
-    context = resolve_context(runtime.context)
+async def after_reflect_verdict(
+    state: R3State, runtime: Runtime[Any]
+) -> list[Send] | Literal["reflect", "review", "refine", "finalize"]:
+    """Sequential checks come back here after each answer: send the next one until none is left;
+    then (and always for concurrent checks) route on the verdict."""
     plan = state.get("checks")
-    if context.concurrent_checks or plan is None:
-        return "reflect_verdict"
-    return check_sends(state, context, plan, only_next=True) or "reflect_verdict"
+    if plan is not None:
+        return check_sends(state, resolve_context(runtime.context), plan, only_next=True)
+    return await after_reflect(state, runtime)
 
 
 async def after_review(state: R3State) -> Literal["refine", "finalize"]:

@@ -91,6 +91,9 @@ class ReflectVerdictNode:
     async def __call__(self, state: R3State, runtime: Runtime[Any], config: RunnableConfig) -> dict[str, Any]:
         plan: CheckPlan | None = state.get("checks")
         assert plan is not None, "reflect_verdict runs only after a plan's checks"
+        answers = state.get("check_answers") or {}
+        if any(item not in answers for item in plan.items):
+            return {}  # sequential checks: the router sends the next one
         current = state["rounds"][-1]
         attributes = {"r3.round": current.index, "r3.reflect.pass": plan.pass_index}
         async with stage("reflect_verdict", state, runtime, attributes, max_attempts=self.deps.max_attempts) as (
@@ -100,6 +103,5 @@ class ReflectVerdictNode:
             strategy = self.deps.strategy_for(context)
             assert isinstance(strategy, CheckingStrategy)
             request = reflect_request(self.deps, state, context, config, plan.pass_index)
-            answers = state.get("check_answers") or {}
             reflection = await strategy.aconclude(request, plan, [answers[item] for item in plan.items])
             return concluded(request, reflection, span)
