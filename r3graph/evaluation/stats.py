@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -42,7 +42,8 @@ def paired_bootstrap(
 
 
 class RatioInterval(BaseModel):
-    """median(b) / median(a) with a percentile bootstrap interval, from timings taken in pairs."""
+    """center(b) / center(a) (median by default) with a percentile bootstrap interval, from timings
+    taken in pairs."""
 
     ratio: float
     low: float
@@ -60,11 +61,17 @@ def median(values: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
 def ratio_bootstrap(
-    a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+    a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
+    center: Callable[[Sequence[float]], float] = median,
 ) -> RatioInterval:
-    """The ratio of medians ``b / a`` of two conditions measured in interleaved pairs (a_i, b_i ran
-    back to back, so machine noise hits both alike); pairs are resampled together."""
+    """The ratio ``center(b) / center(a)`` of two conditions measured in interleaved pairs (a_i, b_i
+    ran back to back, so machine noise hits both alike); pairs are resampled together. ``center=mean``
+    compares totals (a workload's cost), the default median compares typical runs."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
     if not a:
@@ -74,10 +81,10 @@ def ratio_bootstrap(
     ratios = []
     for _ in range(resamples):
         picks = [rng.randrange(n) for _ in range(n)]
-        ratios.append(median([b[i] for i in picks]) / median([a[i] for i in picks]))
+        ratios.append(center([b[i] for i in picks]) / center([a[i] for i in picks]))
     ratios.sort()
     tail = (1.0 - confidence) / 2
-    return RatioInterval(ratio=median(b) / median(a), low=ratios[int(tail * (resamples - 1))],
+    return RatioInterval(ratio=center(b) / center(a), low=ratios[int(tail * (resamples - 1))],
                          high=ratios[int((1.0 - tail) * (resamples - 1))], n=n, confidence=confidence)
 
 

@@ -15,7 +15,6 @@ from r3graph.errors import R3ConfigError, R3ModelError
 from r3graph.graphs.routing import (
     after_reason,
     after_refine,
-    after_reflect,
     after_reflect_plan,
     after_reflect_verdict,
     after_review,
