@@ -59,11 +59,25 @@ def model_identity(model: BaseChatModel) -> str:
     return digest(f"{type(model).__module__}.{type(model).__qualname__}", model_name(model), params)
 
 
+_PACK_DIGESTS: dict[int, tuple[PromptPack, str]] = {}
+
+
+def pack_digest(pack: PromptPack) -> str:
+    """A pack's templates, hashed once per pack object (packs are frozen). Keyed by id(); the value
+    keeps the pack alive, so an id cannot be reused for another pack while it is cached."""
+    cached = _PACK_DIGESTS.get(id(pack))
+    if cached is None:
+        if len(_PACK_DIGESTS) >= 64:
+            _PACK_DIGESTS.clear()
+        cached = _PACK_DIGESTS[id(pack)] = (pack, digest(pack.model_dump(mode="json")))
+    return cached[1]
+
+
 def cache_scopes(model: BaseChatModel, pack: PromptPack, context: R3Context, builtin_strategy: bool) -> dict[str, str]:
     """Each cacheable node's scope for this run; a node whose calls are not deterministic gets none."""
     if context.output != "text":
         return {}
-    base = (model_identity(model), pack.model_dump(mode="json"))
+    base = (model_identity(model), pack_digest(pack))
     strategy = (str(context.reflect), context.num_questions, context.structured_judge)
     scopes = {}
     for node, stages in NODE_STAGES.items():
