@@ -130,8 +130,9 @@ def stage_median(rec: Recorder, node: str) -> float:
 
 
 async def direct_run(model: Any, pack: Any, image: str) -> None:
-    """R3's calls for one run (reason, questions, k answers at once, refine), made on the model
-    directly, without the graph: what the engine does for a run, at its own speed."""
+    """R3's calls for one run (reason, questions, k answers at once, refine unless every check
+    passed, as the graph decides), made on the model directly, without the graph: what the engine
+    does for a run, at its own speed."""
     from r3graph.context import DEFAULT_SAMPLING
     from r3graph.messages import stage_messages
     from r3graph.reflect.parsing import parse_lines
@@ -145,8 +146,10 @@ async def direct_run(model: Any, pack: Any, image: str) -> None:
     draft = await ask("reason", instruction=instruction)
     questions = parse_lines(await ask("questions", instruction=instruction, draft=draft, k=3), limit=3)
     answers = await asyncio.gather(*(ask("answer", instruction=instruction, question=q) for q in questions))
-    findings = pack.render_findings([(q, a, pack.is_yes(a)) for q, a in zip(questions, answers, strict=True)])
-    await ask("refine", instruction=instruction, draft=draft, findings=findings)
+    checked = [(q, a, pack.is_yes(a)) for q, a in zip(questions, answers, strict=True)]
+    if questions and all(ok for _, _, ok in checked):
+        return  # the draft passed: the graph stops here too (no refine)
+    await ask("refine", instruction=instruction, draft=draft, findings=pack.render_findings(checked))
 
 
 ENGINE_KW: dict[str, Any] = {}
