@@ -208,20 +208,86 @@ async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: i
         r[f"graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"], center=mean)
 
 
+def cpu_seconds(process: Any) -> float:
+    """User + system CPU of a process and its descendants (psutil), 0 for a process gone."""
+    import psutil
+
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def server_throughput(args: argparse.Namespace, images: Images, r: dict[str, Any]) -> None:
+    """The same throughput comparison through vLLM's OpenAI-compatible server on 127.0.0.1, with
+    where the CPU goes per run: this process (graph + HTTP client), the API server process (HTTP,
+    chat template, image decoding), the engine core and its worker."""
+    import psutil
+
+    from r3graph.prompts import load_pack
+    from r3graph.serving import VLLMServer, chat_model_for_server
+
+    server = VLLMServer(args.model, startup_timeout=900).start()
+    try:
+        model = chat_model_for_server(server.url)
+        pack = load_pack(args.pack)
+        b = Bench(model, args.pack, images)
+        await b.run(**R3)
+        await direct_run(model, pack, images.next())
+        api = psutil.Process(server.pid)
+        me = psutil.Process()
+        for level in args.server_concurrency:
+            rates: dict[str, list[float]] = {"graph": [], "direct": []}
+            cpu: dict[str, dict[str, float]] = {name: {"client": 0.0, "api_server": 0.0, "engine": 0.0}
+                                                for name in rates}
+            for rep in range(args.reps):
+                for name in rotated(list(rates), rep):
+                    batch = [images.next() for _ in range(level)]
+                    api_only = api.cpu_times()
+                    before = (me.cpu_times(), api_only.user + api_only.system, cpu_seconds(api))
+                    t0 = time.perf_counter()
+                    if name == "graph":
+                        await asyncio.gather(*(b.run_on(image, **R3) for image in batch))
+                    else:
+                        await asyncio.gather(*(direct_run(model, pack, image) for image in batch))
+                    rates[name].append(level / (time.perf_counter() - t0))
+                    api_after = api.cpu_times()
+                    mine = me.cpu_times()
+                    api_s = api_after.user + api_after.system - before[1]
+                    cpu[name]["client"] += (mine.user + mine.system - before[0].user - before[0].system) / level
+                    cpu[name]["api_server"] += api_s / level
+                    cpu[name]["engine"] += (cpu_seconds(api) - before[2] - api_s) / level
+            r[f"server_runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
+            r[f"server_graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"],
+                                                              center=statistics.mean)
+            r[f"server_cpu_s_per_run_{level}"] = {
+                name: {k: round(v / args.reps, 4) for k, v in parts.items()} for name, parts in cpu.items()
+            }
+    finally:
+        server.stop()
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from r3graph.prompts import load_pack
 
     images, r = Images(), dict[str, Any]()
-    eng = await with_engine(args.model)
-    try:
-        b = Bench(eng, args.pack, images)
-        await b.run(**R3)  # warm-up: grammar compile, first-request paths
-        await direct_run(eng, load_pack(args.pack), images.next())
-        await latency(b, args.repeats, r)
-        await throughput(b, eng, load_pack(args.pack), args.concurrency, args.reps, r)
-    finally:
-        await eng.ashutdown()  # one engine at a time on this machine
+    if not args.skip_engine:
+        eng = await with_engine(args.model)
+        try:
+            b = Bench(eng, args.pack, images)
+            await b.run(**R3)  # warm-up: grammar compile, first-request paths
+            await direct_run(eng, load_pack(args.pack), images.next())
+            await latency(b, args.repeats, r)
+            await throughput(b, eng, load_pack(args.pack), args.concurrency, args.reps, r)
+        finally:
+            await eng.ashutdown()  # one engine at a time on this machine
 
+    if args.server:
+        await server_throughput(args, images, r)
     # Engine settings need engines of their own: started one after another, not interleaved.
     if args.cache_off:
         eng = await with_engine(args.model, enable_prefix_caching=False)
@@ -244,8 +310,30 @@ def fmt_interval(v: list[float], unit: str = "x") -> str:
     return f"{v[0]:.2f}{unit} [{v[1]:.2f}, {v[2]:.2f}]"
 
 
+def levels_of(r: dict[str, Any], prefix: str) -> list[int]:
+    """The concurrency levels measured under ``prefix<level>`` keys, in numeric order."""
+    return sorted(int(k.removeprefix(prefix)) for k in r if k.startswith(prefix))
+
+
+def server_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for level in levels_of(r, "server_graph_over_direct_"):
+        key = f"server_graph_over_direct_{level}"
+        rates, cpu = r[f"server_runs_per_s_{level}"], r[f"server_cpu_s_per_run_{level}"]
+        g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
+        rows.append(f"| server, {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
+                    f"| {fmt_interval(r[key])} |  |")
+        for name, parts in cpu.items():
+            rows.append(f"| server, {level} concurrent, {name}: CPU s per run (client / API server / engine) "
+                        f"| {parts['client']:.3f} / {parts['api_server']:.3f} / {parts['engine']:.3f} |  |")
+    return rows
+
+
 def table(r: dict[str, Any]) -> str:
     lines = ["| measure | value [95% CI] | target |", "| --- | --- | --- |"]
+    lines += server_rows(r)
+    if "r3_s" not in r:
+        return "\n".join(lines)
     for name in LATENCY:
         lines.append(f"| {name.replace('_', ' ')}, median s | {fmt_interval(r[f'{name}_s'], '')} |  |")
     lines += [
@@ -255,8 +343,8 @@ def table(r: dict[str, Any]) -> str:
         f"{r['prompt_tokens_after_reason']} | >= 70% |",
         f"| model calls in {r['r3_runs']} R3 runs | {r['model_calls_r3']} |  |",
     ]
-    for key in sorted((k for k in r if k.startswith("graph_over_direct_")), key=lambda k: int(k.rsplit("_", 1)[1])):
-        level = key.rsplit("_", 1)[1]
+    for level in levels_of(r, "graph_over_direct_"):
+        key = f"graph_over_direct_{level}"
         rates = r[f"runs_per_s_{level}"]
         g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
         lines.append(f"| {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
@@ -281,6 +369,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30, help="interleaved rounds of the latency conditions")
     ap.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 16, 64])
     ap.add_argument("--reps", type=int, default=4, help="interleaved repetitions per concurrency level")
+    ap.add_argument("--server", action="store_true", help="also throughput through vLLM's OpenAI server")
+    ap.add_argument("--server-concurrency", type=int, nargs="*", default=[16, 64])
+    ap.add_argument("--skip-engine", action="store_true", help="only the --server/--cache-off/--spec parts")
     ap.add_argument("--cache-off", action="store_true", help="also R3 on an engine without prefix caching")
     ap.add_argument("--spec", action="store_true", help="also R3 on an engine with ngram speculation")
     ap.add_argument("--note", default="", help="a line for the results file (e.g. how loaded the machine was)")
