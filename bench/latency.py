@@ -385,7 +385,8 @@ def main() -> None:
     r = asyncio.run(main_async(args))
     head = (f"model `{Path(args.model).name}`, pack `{args.pack}`, {args.repeats} interleaved rounds, "
             f"{args.reps} repetitions per concurrency level, "
-            f"{platform.machine()} {os.cpu_count()} CPUs, vLLM in-process engine (block 32, "
+            f"{platform.machine()} {os.cpu_count()} CPUs, "
+            f"{'vLLM OpenAI-compatible server' if args.skip_engine else 'vLLM in-process engine'} (block 32, "
             f"{'torch.compile' if args.compile else 'eager'}), "
             f"{time.strftime('%Y-%m-%d %H:%M')}. {args.note}").strip()
     out = f"# R3 latency\n\n{head}\n\n{table(r)}\n"
