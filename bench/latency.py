@@ -1,15 +1,21 @@
-"""R3 latency on real vLLM (in-process engine): what the loop costs and what serving tricks buy.
+"""R3 latency and throughput on real vLLM (in-process engine).
 
-    .venv/bin/python bench/latency.py [--model DIR] [--repeats 5] [--no-cache-off] [--no-spec]
+    .venv/bin/python bench/latency.py [--model DIR] [--repeats 30] [--concurrency 1 4 16 64] [--reps 4]
+                                      [--cache-off] [--spec] [--note TEXT]
 
-Measures, each on fresh scene images so no run is served from an earlier run's cache:
-one-shot vs R3 (1 round, self_questions, k=3) median wall time; checks answered concurrently
-vs one by one; the share of reflect/refine prompt tokens served from the prefix cache; 16
-concurrent R3 runs vs one; prefix caching off (a second engine, started after the first
-stops); prompt-lookup (ngram) speculative decoding for the refine stage (a third engine).
-Targets: R3/one-shot <= 1.8, >= 70 % of reflect/refine prompt tokens from cache, 16 runs in
-<= 4x one run. Prints a table and writes bench/results/latency.md and latency.json.
-"""
+On one engine, every run on a fresh scene image (no run is served from an earlier run's prefix):
+
+- latency: one-shot, R3 (1 round, self_questions k=3) and R3 with its checks one by one, interleaved
+  round by round in a rotating order; medians with bootstrap 95% intervals, and the ratios R3 /
+  one-shot and concurrent / sequential checks with paired bootstrap intervals; the prompt tokens of
+  the calls after reason that the prefix cache served, as counts;
+- throughput: runs per second with 1, 4, 16 and 64 R3 runs at once, through the graph and as the
+  same calls made on the engine directly (no graph: what the engine itself gives), interleaved.
+
+``--cache-off`` / ``--spec`` add R3 on engines of their own (prefix caching off; ngram speculative
+decoding), started one after another: those are engine settings and cannot be interleaved on one
+engine. Targets: R3/one-shot <= 1.8x, >= 70% of those prompt tokens from the cache. Writes
+bench/results/latency.md and latency.json."""
 
 from __future__ import annotations
 
@@ -87,34 +93,66 @@ class Bench:
     async def run(self, rec: Recorder | None = None, **ctx: Any) -> float:
         from r3graph import R3Context
 
+        image = self.images.next()
         t0 = time.perf_counter()
-        await self.graph.ainvoke({"instruction": "Describe the image.", "images": [self.images.next()]},
+        await self.graph.ainvoke({"instruction": "Describe the image.", "images": [image]},
                                  context=R3Context(**ctx), config={"callbacks": [rec] if rec else []})
         return time.perf_counter() - t0
 
-    async def median(self, repeats: int, rec: Recorder | None = None, **ctx: Any) -> float:
-        return statistics.median([await self.run(rec, **ctx) for _ in range(repeats)])
+    async def run_on(self, image: str, **ctx: Any) -> None:
+        from r3graph import R3Context
 
-    async def concurrent(self, n: int, **ctx: Any) -> float:
-        t0 = time.perf_counter()
-        await asyncio.gather(*[self.run(**ctx) for _ in range(n)])
-        return time.perf_counter() - t0
+        await self.graph.ainvoke({"instruction": "Describe the image.", "images": [image]}, context=R3Context(**ctx))
 
 
-R3 = {"max_rounds": 1, "reflect": "self_questions", "num_questions": 3}
-ONE_SHOT = {"max_rounds": 0, "reflect": "none"}
+R3: dict[str, Any] = {"max_rounds": 1, "reflect": "self_questions", "num_questions": 3}
+ONE_SHOT: dict[str, Any] = {"max_rounds": 0, "reflect": "none"}
+LATENCY: dict[str, dict[str, Any]] = {
+    "one_shot": ONE_SHOT, "r3": R3, "r3_sequential_checks": {**R3, "concurrent_checks": False},
+}
 
 
-def cache_share(rec: Recorder) -> tuple[float, int, int]:
+def rotated(names: list[str], i: int) -> list[str]:
+    """The conditions in a different order each round (ABC, BCA, CAB...): none always goes first."""
+    k = i % len(names)
+    return names[k:] + names[:k]
+
+
+def cache_counts(rec: Recorder) -> tuple[int, int]:
+    """Cached prompt tokens and prompt tokens of the calls after reason (reflect, checks, refine)."""
     later = [c for c in rec.calls if c.node != "reason"]
-    inp = sum(c.input_tokens for c in later)
-    cached = sum(c.cached_tokens for c in later)
-    return (cached / inp if inp else 0.0), cached, inp
+    return sum(c.cached_tokens for c in later), sum(c.input_tokens for c in later)
 
 
 def stage_median(rec: Recorder, node: str) -> float:
     xs = [c.seconds for c in rec.calls if c.node == node]
     return statistics.median(xs) if xs else float("nan")
+
+
+async def direct_run(model: Any, pack: Any, image: str) -> None:
+    """R3's calls for one run (reason, questions, k answers at once, refine unless every check
+    passed, as the graph decides), made on the model directly, without the graph: what the engine
+    does for a run, at its own speed."""
+    from r3graph.context import R3Context
+    from r3graph.messages import stage_messages
+    from r3graph.reflect.verdicts import read_items, read_yes_no
+
+    context = R3Context()
+
+    async def ask(stage: str, **values: Any) -> str:
+        reply = await model.ainvoke(stage_messages(pack, [image], pack.render(stage, **values)),
+                                    **context.sampling_for(stage, pack.max_tokens).as_kwargs())
+        return str(reply.content).strip()
+
+    instruction = "Describe the image."
+    draft = await ask("reason", instruction=instruction)
+    questions = read_items(await ask("questions", instruction=instruction, draft=draft, k=3), 3, questions=True)
+    answers = await asyncio.gather(*(ask("answer", instruction=instruction, question=q) for q in questions))
+    checked = [(q, a, read_yes_no(a, yes_words=pack.yes_words, no_words=pack.no_words).verdict == "yes")
+               for q, a in zip(questions, answers, strict=True)]
+    if questions and all(ok for _, _, ok in checked):
+        return  # the draft passed: the graph stops here too (no refine)
+    await ask("refine", instruction=instruction, draft=draft, findings=pack.render_findings(checked))
 
 
 ENGINE_KW: dict[str, Any] = {}
@@ -126,70 +164,201 @@ async def with_engine(model_dir: str, **kw: Any) -> Any:
     return await ChatVLLMEngine(model=model_dir, **{**ENGINE_KW, **kw}).astart()
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    images, r, n = Images(), {}, args.repeats
-    eng = await with_engine(args.model)
-    b = Bench(eng, args.pack, images)
-    await b.run(**R3)  # warm-up: grammar compile, first-request paths
-    r["one_shot_s"] = await b.median(n, **ONE_SHOT)
-    rec = Recorder()
-    r["r3_s"] = await b.median(n, rec, **R3)
-    r["r3_over_one_shot"] = r["r3_s"] / r["one_shot_s"]
-    r["cache_share"], r["cached_tokens"], r["reflect_refine_prompt_tokens"] = cache_share(rec)
-    r["calls_per_r3_run"] = len(rec.calls) / n
-    r["refine_call_s"] = stage_median(rec, "refine")
-    for node in sorted({c.node for c in rec.calls}):  # where an R3 run's time goes
-        r[f"stage_{node}_call_s"] = stage_median(rec, node)
-        r[f"stage_{node}_calls_per_run"] = sum(c.node == node for c in rec.calls) / n
-    r["r3_sequential_checks_s"] = await b.median(n, concurrent_checks=False, **R3)
-    r["concurrent_over_sequential"] = r["r3_s"] / r["r3_sequential_checks_s"]
-    r["r3_16_concurrent_s"] = await b.concurrent(16, **R3)
-    r["sixteen_over_one"] = r["r3_16_concurrent_s"] / r["r3_s"]
-    await eng.ashutdown()  # one engine at a time on this machine
+def interval(a: list[float], b: list[float], **kw: Any) -> list[float]:
+    from r3graph.evaluation.stats import ratio_bootstrap
 
+    r = ratio_bootstrap(a, b, **kw)
+    return [round(r.ratio, 3), round(r.low, 3), round(r.high, 3)]
+
+
+async def latency(b: Bench, n: int, r: dict[str, Any]) -> None:
+    """One-shot, R3 and R3 with sequential checks, interleaved on one engine, fresh images."""
+    from r3graph.evaluation.stats import median_interval
+
+    times: dict[str, list[float]] = {name: [] for name in LATENCY}
+    rec = Recorder()
+    for i in range(n):
+        for name in rotated(list(LATENCY), i):
+            times[name].append(await b.run(rec if name == "r3" else None, **LATENCY[name]))
+    for name, xs in times.items():
+        r[f"{name}_s"] = [round(v, 4) for v in median_interval(xs)]
+    r["r3_over_one_shot"] = interval(times["one_shot"], times["r3"])
+    r["concurrent_over_sequential_checks"] = interval(times["r3_sequential_checks"], times["r3"])
+    r["cached_prompt_tokens_after_reason"], r["prompt_tokens_after_reason"] = cache_counts(rec)
+    r["model_calls_r3"] = len(rec.calls)
+    r["r3_runs"] = n
+    for node in sorted({c.node for c in rec.calls}):  # where an R3 run's time goes
+        r[f"stage_{node}_call_s"] = round(stage_median(rec, node), 4)
+        r[f"stage_{node}_calls"] = sum(c.node == node for c in rec.calls)
+
+
+async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: int, r: dict[str, Any]) -> None:
+    """Runs per second at each concurrency, through the graph and as direct calls, interleaved."""
+    from r3graph.evaluation.stats import mean
+
+    for level in levels:
+        rates: dict[str, list[float]] = {"graph": [], "direct": []}
+        for rep in range(reps):
+            for name in rotated(list(rates), rep):
+                images = [b.images.next() for _ in range(level)]
+                t0 = time.perf_counter()
+                if name == "graph":
+                    await asyncio.gather(*(b.run_on(image, **R3) for image in images))
+                else:
+                    await asyncio.gather(*(direct_run(model, pack, image) for image in images))
+                rates[name].append(level / (time.perf_counter() - t0))
+        r[f"runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
+        r[f"graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"], center=mean)
+
+
+def cpu_seconds(process: Any) -> float:
+    """User + system CPU of a process and its descendants (psutil), 0 for a process gone."""
+    import psutil
+
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def server_throughput(args: argparse.Namespace, images: Images, r: dict[str, Any]) -> None:
+    """The same throughput comparison through vLLM's OpenAI-compatible server on 127.0.0.1, with
+    where the CPU goes per run: this process (graph + HTTP client), the API server process (HTTP,
+    chat template, image decoding), the engine core and its worker."""
+    import psutil
+
+    from r3graph.prompts import load_pack
+    from r3graph.serving import VLLMServer, chat_model_for_server
+
+    server = VLLMServer(args.model, startup_timeout=900).start()
+    try:
+        model = chat_model_for_server(server.url)
+        pack = load_pack(args.pack)
+        b = Bench(model, args.pack, images)
+        await b.run(**R3)
+        await direct_run(model, pack, images.next())
+        api = psutil.Process(server.pid)
+        me = psutil.Process()
+        for level in args.server_concurrency:
+            rates: dict[str, list[float]] = {"graph": [], "direct": []}
+            cpu: dict[str, dict[str, float]] = {name: {"client": 0.0, "api_server": 0.0, "engine": 0.0}
+                                                for name in rates}
+            for rep in range(args.reps):
+                for name in rotated(list(rates), rep):
+                    batch = [images.next() for _ in range(level)]
+                    api_only = api.cpu_times()
+                    before = (me.cpu_times(), api_only.user + api_only.system, cpu_seconds(api))
+                    t0 = time.perf_counter()
+                    if name == "graph":
+                        await asyncio.gather(*(b.run_on(image, **R3) for image in batch))
+                    else:
+                        await asyncio.gather(*(direct_run(model, pack, image) for image in batch))
+                    rates[name].append(level / (time.perf_counter() - t0))
+                    api_after = api.cpu_times()
+                    mine = me.cpu_times()
+                    api_s = api_after.user + api_after.system - before[1]
+                    cpu[name]["client"] += (mine.user + mine.system - before[0].user - before[0].system) / level
+                    cpu[name]["api_server"] += api_s / level
+                    cpu[name]["engine"] += (cpu_seconds(api) - before[2] - api_s) / level
+            r[f"server_runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
+            r[f"server_graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"],
+                                                              center=statistics.mean)
+            r[f"server_cpu_s_per_run_{level}"] = {
+                name: {k: round(v / args.reps, 4) for k, v in parts.items()} for name, parts in cpu.items()
+            }
+    finally:
+        server.stop()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from r3graph.prompts import load_pack
+
+    images, r = Images(), dict[str, Any]()
+    if not args.skip_engine:
+        eng = await with_engine(args.model)
+        try:
+            b = Bench(eng, args.pack, images)
+            await b.run(**R3)  # warm-up: grammar compile, first-request paths
+            await direct_run(eng, load_pack(args.pack), images.next())
+            await latency(b, args.repeats, r)
+            await throughput(b, eng, load_pack(args.pack), args.concurrency, args.reps, r)
+        finally:
+            await eng.ashutdown()  # one engine at a time on this machine
+
+    if args.server:
+        await server_throughput(args, images, r)
+    # Engine settings need engines of their own: started one after another, not interleaved.
     if args.cache_off:
         eng = await with_engine(args.model, enable_prefix_caching=False)
         b = Bench(eng, args.pack, images)
         await b.run(**R3)
-        r["r3_cache_off_s"] = await b.median(n, **R3)
-        r["cache_on_over_off"] = r["r3_s"] / r["r3_cache_off_s"]
+        r["r3_cache_off_s"] = statistics.median([await b.run(**R3) for _ in range(args.repeats)])
         await eng.ashutdown()
     if args.spec:
         eng = await with_engine(args.model, speculative_config=NGRAM)
         b = Bench(eng, args.pack, images)
         await b.run(**R3)
         rec = Recorder()
-        r["r3_ngram_spec_s"] = await b.median(n, rec, **R3)
+        r["r3_ngram_spec_s"] = statistics.median([await b.run(rec, **R3) for _ in range(args.repeats)])
         r["refine_call_ngram_s"] = stage_median(rec, "refine")
-        r["refine_ngram_over_plain"] = r["refine_call_ngram_s"] / r["refine_call_s"]
         await eng.ashutdown()
     return r
 
 
-ROWS = [
-    ("one-shot run, median (s)", "one_shot_s", "{:.3f}", ""),
-    ("R3 1 round (self_questions k=3), median (s)", "r3_s", "{:.3f}", ""),
-    ("R3 / one-shot", "r3_over_one_shot", "{:.2f}x", "<= 1.8x"),
-    ("model calls per R3 run", "calls_per_r3_run", "{:.1f}", ""),
-    ("reflect/refine prompt tokens from cache", "cache_share", "{:.0%}", ">= 70%"),
-    ("R3, checks one by one, median (s)", "r3_sequential_checks_s", "{:.3f}", ""),
-    ("concurrent / sequential checks", "concurrent_over_sequential", "{:.2f}x", "< 1"),
-    ("16 concurrent R3 runs, wall (s)", "r3_16_concurrent_s", "{:.3f}", ""),
-    ("16 runs / 1 run", "sixteen_over_one", "{:.2f}x", "<= 4x"),
-    ("R3 with prefix caching off, median (s)", "r3_cache_off_s", "{:.3f}", ""),
-    ("cache on / off", "cache_on_over_off", "{:.2f}x", "< 1"),
-    ("refine call, median (s)", "refine_call_s", "{:.3f}", ""),
-    ("R3 with ngram speculative decoding, median (s)", "r3_ngram_spec_s", "{:.3f}", ""),
-    ("refine call with ngram spec, median (s)", "refine_call_ngram_s", "{:.3f}", ""),
-    ("refine ngram / plain", "refine_ngram_over_plain", "{:.2f}x", "< 1"),
-]
+def fmt_interval(v: list[float], unit: str = "x") -> str:
+    return f"{v[0]:.2f}{unit} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+def levels_of(r: dict[str, Any], prefix: str) -> list[int]:
+    """The concurrency levels measured under ``prefix<level>`` keys, in numeric order."""
+    return sorted(int(k.removeprefix(prefix)) for k in r if k.startswith(prefix))
+
+
+def server_rows(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for level in levels_of(r, "server_graph_over_direct_"):
+        key = f"server_graph_over_direct_{level}"
+        rates, cpu = r[f"server_runs_per_s_{level}"], r[f"server_cpu_s_per_run_{level}"]
+        g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
+        rows.append(f"| server, {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
+                    f"| {fmt_interval(r[key])} |  |")
+        for name, parts in cpu.items():
+            rows.append(f"| server, {level} concurrent, {name}: CPU s per run (client / API server / engine) "
+                        f"| {parts['client']:.3f} / {parts['api_server']:.3f} / {parts['engine']:.3f} |  |")
+    return rows
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["| measure | value | target |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {fmt.format(r[key])} | {target} |" for label, key, fmt, target in ROWS if key in r]
-    lines += [f"| {k.removeprefix('stage_').replace('_', ' ')} | {v:.3f} |  |"
-              for k, v in r.items() if k.startswith("stage_")]
+    lines = ["| measure | value [95% CI] | target |", "| --- | --- | --- |"]
+    lines += server_rows(r)
+    if "r3_s" not in r:
+        return "\n".join(lines)
+    for name in LATENCY:
+        lines.append(f"| {name.replace('_', ' ')}, median s | {fmt_interval(r[f'{name}_s'], '')} |  |")
+    lines += [
+        f"| R3 / one-shot (paired) | {fmt_interval(r['r3_over_one_shot'])} | <= 1.8x |",
+        f"| concurrent / sequential checks (paired) | {fmt_interval(r['concurrent_over_sequential_checks'])} | < 1 |",
+        f"| prompt tokens after reason served from the prefix cache | {r['cached_prompt_tokens_after_reason']} of "
+        f"{r['prompt_tokens_after_reason']} | >= 70% |",
+        f"| model calls in {r['r3_runs']} R3 runs | {r['model_calls_r3']} |  |",
+    ]
+    for level in levels_of(r, "graph_over_direct_"):
+        key = f"graph_over_direct_{level}"
+        rates = r[f"runs_per_s_{level}"]
+        g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
+        lines.append(f"| {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
+                     f"| {fmt_interval(r[key])} |  |")
+    for key, label in (("r3_cache_off_s", "R3 with prefix caching off (own engine), median s"),
+                       ("r3_ngram_spec_s", "R3 with ngram speculation (own engine), median s"),
+                       ("refine_call_ngram_s", "refine call with ngram speculation, median s")):
+        if key in r:
+            lines.append(f"| {label} | {r[key]:.3f} |  |")
+    lines += [f"| {k.removeprefix('stage_').replace('_', ' ')} | {v} |  |" for k, v in r.items()
+              if k.startswith("stage_")]
     return "\n".join(lines)
 
 
@@ -200,9 +369,15 @@ def main() -> None:
     shipped = (SHIPPED_MODEL_DIR / "config.json").is_file()
     ap.add_argument("--model", default=str(SHIPPED_MODEL_DIR if shipped else REPO / ".cache/tiny-idefics3"))
     ap.add_argument("--pack", default=None, help="default: scenes for scenes-vlm, else default")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--no-cache-off", dest="cache_off", action="store_false")
-    ap.add_argument("--no-spec", dest="spec", action="store_false")
+    ap.add_argument("--repeats", type=int, default=30, help="interleaved rounds of the latency conditions")
+    ap.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 16, 64])
+    ap.add_argument("--reps", type=int, default=4, help="interleaved repetitions per concurrency level")
+    ap.add_argument("--server", action="store_true", help="also throughput through vLLM's OpenAI server")
+    ap.add_argument("--server-concurrency", type=int, nargs="*", default=[16, 64])
+    ap.add_argument("--skip-engine", action="store_true", help="only the --server/--cache-off/--spec parts")
+    ap.add_argument("--cache-off", action="store_true", help="also R3 on an engine without prefix caching")
+    ap.add_argument("--spec", action="store_true", help="also R3 on an engine with ngram speculation")
+    ap.add_argument("--note", default="", help="a line for the results file (e.g. how loaded the machine was)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (enforce_eager=False)")
     args = ap.parse_args()
     if args.compile:
@@ -211,10 +386,12 @@ def main() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     apply_vllm_env_defaults()
     r = asyncio.run(main_async(args))
-    head = (f"model `{Path(args.model).name}`, pack `{args.pack}`, {args.repeats} repeats, "
-            f"{platform.machine()} {os.cpu_count()} CPUs, vLLM in-process engine (block 32, "
+    head = (f"model `{Path(args.model).name}`, pack `{args.pack}`, {args.repeats} interleaved rounds, "
+            f"{args.reps} repetitions per concurrency level, "
+            f"{platform.machine()} {os.cpu_count()} CPUs, "
+            f"{'vLLM OpenAI-compatible server' if args.skip_engine else 'vLLM in-process engine'} (block 32, "
             f"{'torch.compile' if args.compile else 'eager'}), "
-            f"{time.strftime('%Y-%m-%d %H:%M')}")
+            f"{time.strftime('%Y-%m-%d %H:%M')}. {args.note}").strip()
     out = f"# R3 latency\n\n{head}\n\n{table(r)}\n"
     print(out)
     RESULTS.mkdir(exist_ok=True)

@@ -12,12 +12,22 @@ from r3graph.errors import (
 )
 from r3graph.graphs import build_r3_graph, default_retry_policy
 from r3graph.prompts import PromptPack, load_pack
-from r3graph.reflect import Judge, MultiStep, NoReflect, ReflectRequest, ReflectStrategy, SelfQuestions
-from r3graph.state import Finding, R3Input, R3Output, R3State, Reflection, Round, Usage
+from r3graph.reflect import (
+    CheckingStrategy,
+    Judge,
+    MultiStep,
+    NoReflect,
+    ReflectRequest,
+    ReflectStrategy,
+    SelfQuestions,
+)
+from r3graph.state import CheckPlan, Finding, R3Input, R3Output, R3State, Reflection, Round, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckPlan",
+    "CheckingStrategy",
     "Finding",
     "Judge",
     "MultiStep",

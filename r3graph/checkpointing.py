@@ -20,9 +20,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from r3graph.state import Finding, Reflection, Round, Usage
+from r3graph.state import CheckPlan, Finding, Reflection, ReflectionUpdate, Round, Usage
 
-CHECKPOINT_TYPES: tuple[type, ...] = (Round, Reflection, Finding, Usage)
+CHECKPOINT_TYPES: tuple[type, ...] = (Round, Reflection, Finding, Usage, CheckPlan, ReflectionUpdate)
 
 
 def checkpoint_allowlist() -> list[tuple[str, str]]:

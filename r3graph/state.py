@@ -101,6 +101,51 @@ def add_usage(total: Usage | dict[str, Any] | None, delta: Usage | dict[str, Any
     return coerce(total) + coerce(delta)
 
 
+class ReflectionUpdate(BaseModel):
+    """A write to ``rounds`` that sets the last round's reflection (reflect nodes), or appends a round
+    (refine). Such writes depend only on what the node read, not on the whole trajectory, so a cached
+    reflect or refine (LangGraph ``CachePolicy``) replays correctly at any round."""
+
+    reflection: Reflection | None = None
+    append: Round | None = None
+
+
+def merge_rounds(current: list[Round] | None, update: list[Round] | ReflectionUpdate | dict[str, Any]) -> list[Round]:
+    """``rounds`` reducer: a list replaces the trajectory; a :class:`ReflectionUpdate` patches its end."""
+    if isinstance(update, list):
+        return update
+    if isinstance(update, dict):  # a checkpointer that stored the update as plain JSON
+        update = ReflectionUpdate.model_validate(update)
+    rounds = list(current or [])
+    if update.reflection is not None:
+        rounds[-1] = rounds[-1].model_copy(update={"reflection": update.reflection})
+    if update.append is not None:  # numbered here, so the write does not depend on the round
+        rounds.append(update.append.model_copy(update={"index": rounds[-1].index + 1 if rounds else 0}))
+    return rounds
+
+
+class CheckPlan(BaseModel):
+    """The checks a reflect pass asks (questions or claims), answered by the graph's ``check`` node,
+    one ``Send`` each. ``raw`` is what the strategy keeps for its verdict (the questions as written);
+    ``recheck`` lists the previous pass's findings that the items re-check (iterated reflect)."""
+
+    strategy: str
+    stage: Literal["answer", "verify"]
+    field: Literal["question", "claim"]
+    items: list[str]
+    pass_index: int = 1
+    raw: str | None = None
+    recheck: list[int] | None = None
+
+
+def merge_answers(current: dict[str, str] | None, update: dict[str, str] | None) -> dict[str, str]:
+    """``check_answers`` reducer: each check adds its answer (keyed by its item); None clears them
+    when a new plan starts."""
+    if update is None:
+        return {}
+    return {**(current or {}), **update}
+
+
 class R3Input(TypedDict):
     """What a caller passes in. ``images``: paths, URLs, bytes, data URLs or PIL images; required in
     output mode "text", absent or empty in output mode "image" (the instruction is the prompt)."""
@@ -125,7 +170,14 @@ class R3State(TypedDict, total=False):
     # Normalised once by the prepare node to ``data:`` URLs (bytes never change between stages,
     # so the prefix cache sees identical image inputs).
     images: list[Any]
-    rounds: list[Round]
+    rounds: Annotated[list[Round], merge_rounds]
+    # The current reflect pass's checks (None when none are pending) and their answers so far.
+    checks: CheckPlan | None
+    check_answers: Annotated[dict[str, str], merge_answers]
+    # sha256 of each normalised image, and each node's cache scope (model, pack, settings), or none
+    # for a node whose calls are sampled: what the CachePolicy keys are made of (r3graph/cache.py).
+    image_digests: list[str]
+    cache_scopes: dict[str, str]
     # How many reflect passes ran on the current round (iterated reflect).
     reflect_pass: int
     output: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -71,3 +71,63 @@ def binomial_lower_bound(successes: int, n: int, *, confidence: float = 0.95) ->
         else:
             high = mid
     return low
+
+
+class RatioInterval(BaseModel):
+    """center(b) / center(a) (median by default) with a percentile bootstrap interval, from timings
+    taken in pairs."""
+
+    ratio: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+
+    def __str__(self) -> str:
+        return f"{self.ratio:.3f}x [{self.low:.3f}, {self.high:.3f}]"
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def ratio_bootstrap(
+    a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
+    center: Callable[[Sequence[float]], float] = median,
+) -> RatioInterval:
+    """The ratio ``center(b) / center(a)`` of two conditions measured in interleaved pairs (a_i, b_i
+    ran back to back, so machine noise hits both alike); pairs are resampled together. ``center=mean``
+    compares totals (a workload's cost), the default median compares typical runs."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
+    if not a:
+        raise ValueError("no paired samples")
+    n = len(a)
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        ratios.append(center([b[i] for i in picks]) / center([a[i] for i in picks]))
+    ratios.sort()
+    tail = (1.0 - confidence) / 2
+    return RatioInterval(ratio=center(b) / center(a), low=ratios[int(tail * (resamples - 1))],
+                         high=ratios[int((1.0 - tail) * (resamples - 1))], n=n, confidence=confidence)
+
+
+def median_interval(
+    values: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """The median with a percentile bootstrap interval: (median, low, high)."""
+    if not values:
+        raise ValueError("no samples")
+    n = len(values)
+    rng = random.Random(seed)
+    medians = sorted(median([values[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
+    tail = (1.0 - confidence) / 2
+    return median(values), medians[int(tail * (resamples - 1))], medians[int((1.0 - tail) * (resamples - 1))]

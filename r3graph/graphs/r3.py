@@ -7,18 +7,26 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
 
+from r3graph.cache import check_cache_key, node_cache_key
 from r3graph.context import R3Context
 from r3graph.errors import R3ConfigError, R3ModelError
-from r3graph.graphs.routing import after_reason, after_refine, after_reflect, after_review
+from r3graph.graphs.routing import (
+    after_reason,
+    after_refine,
+    after_reflect_plan,
+    after_reflect_verdict,
+    after_review,
+)
 from r3graph.image_generation import ImageBackend
+from r3graph.nodes.check import CheckNode
 from r3graph.nodes.common import R3Deps
 from r3graph.nodes.finalize import finalize
 from r3graph.nodes.prepare import PrepareNode
 from r3graph.nodes.reason import ReasonNode
 from r3graph.nodes.refine import RefineNode
-from r3graph.nodes.reflect import ReflectNode
+from r3graph.nodes.reflect import ReflectNode, ReflectVerdictNode
 from r3graph.nodes.review import review
 from r3graph.prompts import PromptPack, load_pack
 from r3graph.reflect import ReflectStrategy
@@ -44,8 +52,13 @@ def build_r3_graph(
 ) -> StateGraph[R3State, R3Context, R3Input, R3Output]:
     """The Reason -> Reflect -> Refine loop as an uncompiled ``StateGraph``.
 
-    prepare -> reason -> reflect (-> reflect for iterated passes) -> [review] -> refine -> reflect ...
-    -> finalize; routing reads the round counter and verdicts in the state.
+    prepare -> reason -> reflect (-> check x k -> reflect_verdict) (-> reflect for iterated passes)
+    -> [review] -> refine -> reflect ... -> finalize; routing reads the round counter and verdicts in
+    the state. Each check is a task of its own (``Send``), with its own retries.
+
+    Model-calling nodes carry a ``CachePolicy`` keyed on what makes their calls the same
+    (r3graph/cache.py); it takes effect when you compile with a cache
+    (``.compile(cache=InMemoryCache())``), and only for deterministic (greedy or seeded) stages.
 
     Compile it yourself (``.compile(checkpointer=...)``) and pass per-request settings as
     ``context=R3Context(...)``. ``strategies`` registers extra reflect strategies by name.
@@ -68,15 +81,24 @@ def build_r3_graph(
     graph.add_node("prepare", PrepareNode(deps))
     # Nodes are callable objects holding their dependencies; LangGraph's typing stubs only
     # describe plain functions, hence the ignores.
-    graph.add_node("reason", ReasonNode(deps), retry_policy=policy)  # type: ignore[call-overload]
-    graph.add_node("reflect", ReflectNode(deps), retry_policy=policy)  # type: ignore[call-overload]
-    graph.add_node("refine", RefineNode(deps), retry_policy=policy)  # type: ignore[call-overload]
+    for name, node in (("reason", ReasonNode(deps)), ("reflect", ReflectNode(deps)),
+                       ("reflect_verdict", ReflectVerdictNode(deps)), ("refine", RefineNode(deps))):
+        graph.add_node(name, node, retry_policy=policy,  # type: ignore[call-overload]
+                       cache_policy=CachePolicy(key_func=node_cache_key(name)))
+    # A Send's task, not the graph state, is the check node's input.
+    graph.add_node("check", CheckNode(deps), retry_policy=policy,  # type: ignore[call-overload]
+                   cache_policy=CachePolicy(key_func=check_cache_key))
     graph.add_node("review", review)
     graph.add_node("finalize", finalize)
     graph.add_edge(START, "prepare")
     graph.add_edge("prepare", "reason")
     graph.add_conditional_edges("reason", after_reason, ["reflect", "finalize"])
-    graph.add_conditional_edges("reflect", after_reflect, ["reflect", "review", "refine", "finalize"])
+    verdict_targets = ["reflect", "review", "refine", "finalize"]
+    graph.add_conditional_edges("reflect", after_reflect_plan, ["check", *verdict_targets])
+    # A plain edge (a router per check costs a state read each): sequential checks are sent on one
+    # by one from reflect_verdict, which concludes only once every answer is in.
+    graph.add_edge("check", "reflect_verdict")
+    graph.add_conditional_edges("reflect_verdict", after_reflect_verdict, ["check", *verdict_targets])
     graph.add_conditional_edges("review", after_review, ["refine", "finalize"])
     graph.add_conditional_edges("refine", after_refine, ["reflect", "finalize"])
     graph.add_edge("finalize", END)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import Send
 
 from r3graph.context import resolve_context
+from r3graph.nodes.check import check_sends
 from r3graph.state import R3State
 
 
@@ -32,6 +34,29 @@ async def after_reflect(
     if current.index >= context.max_rounds:
         return "finalize"
     return "review" if context.review else "refine"
+
+
+async def after_reflect_plan(
+    state: R3State, runtime: Runtime[Any]
+) -> list[Send] | Literal["reflect", "review", "refine", "finalize"]:
+    """A planned reflect fans out to its checks (all at once, or the first of them when checks are
+    sequential); a reflect that concluded in its node routes on like any verdict."""
+    plan = state.get("checks")
+    if plan is None:
+        return await after_reflect(state, runtime)
+    context = resolve_context(runtime.context)
+    return check_sends(state, context, plan, only_next=not context.concurrent_checks)
+
+
+async def after_reflect_verdict(
+    state: R3State, runtime: Runtime[Any]
+) -> list[Send] | Literal["reflect", "review", "refine", "finalize"]:
+    """Sequential checks come back here after each answer: send the next one until none is left;
+    then (and always for concurrent checks) route on the verdict."""
+    plan = state.get("checks")
+    if plan is not None:
+        return check_sends(state, resolve_context(runtime.context), plan, only_next=True)
+    return await after_reflect(state, runtime)
 
 
 async def after_review(state: R3State) -> Literal["refine", "finalize"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from r3graph.context import resolve_context
+from r3graph.cache import cache_scopes
+from r3graph.context import R3Context, resolve_context
 from r3graph.errors import R3ConfigError, R3InputError
 from r3graph.images import normalise_images
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.nodes.common import R3Deps, run_attributes
+from r3graph.reflect import BUILTIN_STRATEGIES
 from r3graph.state import R3State, Usage
 from r3graph.tracing import run_spans
 
@@ -73,9 +76,18 @@ class PrepareNode:
             "images": urls,
             "rounds": [],
             "reflect_pass": 0,
+            "checks": None,
+            "check_answers": None,
+            "image_digests": [hashlib.sha256(url.encode()).hexdigest() for url in urls],
+            "cache_scopes": cache_scopes(self.deps.model, pack, context, builtin_strategy=self._builtin(context)),
             "run_id": run_id,
             "deadline": started + context.run_timeout_s,
             "usage": Usage(),
         }
         run_spans.start(run_id, run_attributes(context, len(urls)))
         return update
+
+    def _builtin(self, context: R3Context) -> bool:
+        """Whether the strategy is a built-in one by name (custom ones are never cached)."""
+        name = context.reflect
+        return isinstance(name, str) and name in BUILTIN_STRATEGIES and name not in self.deps.strategies

@@ -17,7 +17,7 @@ from r3graph.context import R3Context
 from r3graph.errors import R3ModelError
 from r3graph.nodes.common import R3Deps, image_event, stage
 from r3graph.reflect.verdicts import read_judge
-from r3graph.state import R3State, Round, Usage
+from r3graph.state import R3State, ReflectionUpdate, Round, Usage
 
 
 class RefineNode:
@@ -36,9 +36,8 @@ class RefineNode:
                 refined, usage = await self._edit_image(state, context, config, previous)
             else:
                 refined, usage = await self._rewrite(state, context, config, previous)
-        rounds.append(refined)
         get_stream_writer()({"stage": "refine", "round": index, "text": refined.draft, **image_event(refined)})
-        return {"rounds": rounds, "reflect_pass": 0, "usage": usage}
+        return {"rounds": ReflectionUpdate(append=refined), "reflect_pass": 0, "usage": usage}
 
     async def _rewrite(
         self, state: R3State, context: R3Context, config: RunnableConfig, previous: Round

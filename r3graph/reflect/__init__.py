@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from r3graph.errors import R3ConfigError
-from r3graph.reflect.base import ReflectRequest, ReflectStrategy, answer_checks
+from r3graph.reflect.base import (
+    CheckingStrategy,
+    ReflectRequest,
+    ReflectStrategy,
+    answer_checks,
+)
 from r3graph.reflect.graph_strategy import GraphStrategy
 from r3graph.reflect.judge import Judge
 from r3graph.reflect.multi_step import MultiStep
@@ -42,6 +47,7 @@ def resolve_strategy(value: Any, registry: dict[str, ReflectStrategy] | None = N
 
 __all__ = [
     "BUILTIN_STRATEGIES",
+    "CheckingStrategy",
     "GraphStrategy",
     "Judge",
     "JudgeVerdict",

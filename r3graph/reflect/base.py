@@ -1,28 +1,26 @@
-"""The reflect protocol, the request every strategy gets, and the shared check fan-out.
+"""The reflect protocol, the request every strategy gets, and the two-phase check protocol.
 
-A strategy is any object with a ``name`` and ``async areflect(request) -> Reflection``. The
-built-in ones generate checks (questions or claims) with one model call and answer them with
-:func:`answer_checks`, a small LangGraph graph that fans out with ``Send`` so the checks run
-concurrently (or one by one when the context says ``concurrent_checks=False``).
+A strategy is any object with a ``name`` and ``async areflect(request) -> Reflection``; the graph
+runs it inside its reflect node. The built-in checking strategies (self-questions, multi-step) also
+speak a two-phase protocol, :class:`CheckingStrategy`: ``aplan`` writes the checks (one model call),
+the R3 graph answers each in its own ``check`` node (one ``Send`` per check, each with its own
+RetryPolicy, cache entry and checkpointed result), and ``aconclude`` turns the answers into the
+verdict. Their ``areflect`` runs both phases in one call for use outside the graph.
 """
 
 from __future__ import annotations
 
-import operator
+import asyncio
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypedDict, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
-from langgraph.types import Send
 
-from r3graph.calls import CallResult, StageCaller
+from r3graph.calls import StageCaller
 from r3graph.context import R3Context
 from r3graph.prompts import PromptPack
 from r3graph.reflect.readings import consistent, read_check, read_checks
-from r3graph.state import Finding, Reflection
+from r3graph.state import CheckPlan, Finding, Reflection
 
 
 @dataclass
@@ -53,61 +51,43 @@ class ReflectStrategy(Protocol):
     async def areflect(self, request: ReflectRequest) -> Reflection: ...
 
 
-class _ChecksState(TypedDict, total=False):
-    stage: str
-    field: str
-    items: list[str]
-    answers: Annotated[list[tuple[int, str]], operator.add]
+@runtime_checkable
+class CheckingStrategy(Protocol):
+    """A strategy whose checks the graph answers as nodes of its own.
 
+    ``aplan`` returns the checks to answer, or a finished :class:`Reflection` when there is nothing
+    to check; ``aconclude`` gets the answers in item order. Both must be deterministic functions of
+    the request (and the answers), so a resumed or cached run reaches the same verdict.
+    """
 
-class _Check(TypedDict):
-    stage: str
-    field: str
-    index: int
-    item: str
+    name: str
 
+    async def aplan(self, request: ReflectRequest) -> CheckPlan | Reflection: ...
 
-async def _fan_out(state: _ChecksState) -> list[Send]:
-    return [
-        Send("check", {"stage": state["stage"], "field": state["field"], "index": i, "item": item})
-        for i, item in enumerate(state["items"])
-    ]
-
-
-async def _check(check: _Check, runtime: Runtime[ReflectRequest]) -> dict[str, Any]:
-    request = runtime.context
-    text = request.pack.render(check["stage"], instruction=request.instruction, **{check["field"]: check["item"]})
-    result: CallResult = await request.caller.call(check["stage"], text)
-    get_stream_writer()(
-        {"stage": check["stage"], "round": request.round, "index": check["index"], "item": check["item"],
-         "text": result.text}
-    )
-    return {"answers": [(check["index"], result.text)]}
-
-
-def _build_checks_graph() -> Any:
-    graph = StateGraph(_ChecksState, context_schema=ReflectRequest)
-    graph.add_node("check", _check)  # type: ignore[call-overload]  # Send payload, not the graph state
-    graph.add_conditional_edges(START, _fan_out, ["check"])
-    graph.add_edge("check", END)
-    return graph.compile(name="r3_checks")
-
-
-CHECKS_GRAPH = _build_checks_graph()
+    async def aconclude(self, request: ReflectRequest, plan: CheckPlan, answers: list[str]) -> Reflection: ...
 
 
 async def answer_checks(request: ReflectRequest, stage: str, field: str, items: list[str]) -> list[str]:
-    """Answer every item (question or claim) against the image; answers in item order."""
-    if not items:
-        return []
-    config: RunnableConfig = {**request.config}
-    if not request.context.concurrent_checks:
-        config["max_concurrency"] = 1
-    out = await CHECKS_GRAPH.ainvoke(
-        {"stage": stage, "field": field, "items": items, "answers": []}, config, context=request
-    )
-    by_index = dict(out["answers"])
-    return [by_index[i] for i in range(len(items))]
+    """Answer every item (question or claim) against the image, in one coroutine; answers in item
+    order. Inside the R3 graph the checks are nodes instead (see :class:`CheckingStrategy`); this is
+    for strategies that run whole in the reflect node, and for ``areflect`` outside a graph."""
+
+    async def answer(item: str) -> str:
+        text = request.pack.render(stage, instruction=request.instruction, **{field: item})
+        return (await request.caller.call(stage, text)).text
+
+    if request.context.concurrent_checks:
+        return list(await asyncio.gather(*(answer(item) for item in items)))
+    return [await answer(item) for item in items]
+
+
+async def reflect_in_one_call(strategy: CheckingStrategy, request: ReflectRequest) -> Reflection:
+    """Both phases of a checking strategy in one coroutine (its ``areflect``)."""
+    plan = await strategy.aplan(request)
+    if isinstance(plan, Reflection):
+        return plan
+    answers = await answer_checks(request, plan.stage, plan.field, plan.items)
+    return await strategy.aconclude(request, plan, answers)
 
 
 async def check_items(request: ReflectRequest, stage: str, field: str, items: list[str]) -> list[Finding]:
@@ -137,21 +117,41 @@ def findings_reflection(strategy: str, request: ReflectRequest, findings: list[F
     )
 
 
-async def recheck_inconsistent(strategy: str, request: ReflectRequest) -> Reflection:
-    """A later reflect pass: re-check only what the previous pass found inconsistent, as claims.
-
-    A finding stays inconsistent only when the second look agrees; a model that flips its answer
-    when asked differently is not confident enough to justify an edit.
-    """
+def plan_recheck(strategy: str, request: ReflectRequest) -> CheckPlan:
+    """A later reflect pass: re-check only what the previous pass found inconsistent, as claims."""
     previous = request.previous
     assert previous is not None
     failing = [i for i, f in enumerate(previous.findings) if f.consistent is False]
-    answers = await answer_checks(request, "verify", "claim", [previous.findings[i].question for i in failing])
+    return CheckPlan(strategy=strategy, stage="verify", field="claim", pass_index=request.pass_index,
+                     items=[previous.findings[i].question for i in failing], raw=previous.raw, recheck=failing)
+
+
+async def conclude_recheck(request: ReflectRequest, plan: CheckPlan, answers: list[str]) -> Reflection:
+    """A finding stays inconsistent only when the second look agrees; a model that flips its answer
+    when asked differently is not confident enough to justify an edit."""
+    previous = request.previous
+    assert previous is not None and plan.recheck is not None
     findings = list(previous.findings)
-    for i, answer in zip(failing, answers, strict=True):
+    for i, answer in zip(plan.recheck, answers, strict=True):
         old = findings[i]
         reading = await read_check(request, "verify", "claim", old.question, answer)
         confirmed = consistent(reading)  # an unclear second look leaves the first one standing
         findings[i] = Finding(question=old.question, answer=f"{old.answer} / {reading.text or answer}",
                               consistent=old.consistent if confirmed is None else confirmed)
-    return findings_reflection(strategy, request, findings, previous.raw)
+    return findings_reflection(plan.strategy, request, findings, previous.raw)
+
+
+async def conclude_checks(request: ReflectRequest, plan: CheckPlan, answers: list[str]) -> Reflection:
+    """The verdict of a plan's answers: every check must agree (a re-check pass keeps what the
+    previous pass confirmed). Unclear answers are re-asked here when the pack/context says so."""
+    if plan.recheck is not None:
+        return await conclude_recheck(request, plan, answers)
+    findings = await read_checks(request, plan.stage, plan.field, plan.items, answers)
+    return findings_reflection(plan.strategy, request, findings, raw=plan.raw)
+
+
+async def recheck_inconsistent(strategy: str, request: ReflectRequest) -> Reflection:
+    """Both phases of a re-check pass in one coroutine."""
+    plan = plan_recheck(strategy, request)
+    answers = await answer_checks(request, plan.stage, plan.field, plan.items)
+    return await conclude_recheck(request, plan, answers)

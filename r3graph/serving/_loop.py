@@ -24,6 +24,8 @@ class EngineLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Bumped with every new loop: an engine started on an earlier one is bound to a dead loop.
+        self.generation = 0
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -32,7 +34,13 @@ class EngineLoop:
                 thread = threading.Thread(target=loop.run_forever, name="r3graph-vllm-loop", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
+                self.generation += 1
             return self._loop
+
+    def ensure_generation(self) -> int:
+        """Start the loop if it is not running; the generation of the loop now serving."""
+        self._ensure()
+        return self.generation
 
     def in_loop_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import httpx
 from langchain_openai import ChatOpenAI
 
-from r3graph.serving.propagation import traced_http_clients
+from r3graph.serving.propagation import close_when_collected, traced_http_clients
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -67,9 +67,13 @@ def chat_model_for_server(base_url: str, model: str | None = None, **kwargs: Any
         "max_retries": 0,  # the graph's RetryPolicy retries (see above)
         "timeout": 120.0,
     }
-    if "http_client" not in kwargs and "http_async_client" not in kwargs:
+    ours = "http_client" not in kwargs and "http_async_client" not in kwargs
+    if ours:
         # Every request carries the current trace context (traceparent), so a vLLM server started
         # with --otlp-traces-endpoint puts its spans under r3graph's chat spans.
         params["http_client"], params["http_async_client"] = traced_http_clients(url)
     params.update(kwargs)
-    return ChatOpenAI(**params)
+    chat = ChatOpenAI(**params)
+    if ours:  # ChatOpenAI never closes clients it was given: they close with the model
+        close_when_collected(chat, params["http_client"], params["http_async_client"])
+    return chat

@@ -8,6 +8,7 @@ engine starts on the first request or on ``start()``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,13 +20,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving._loop import ENGINE_LOOP
 from r3graph.serving.env import default_enforce_eager
 from r3graph.serving.messages import to_vllm_conversation
-from r3graph.serving.registry import EngineSpec, aget_engine, get_engine, shutdown_engine
+from r3graph.serving.registry import EngineSpec, acquire, aget_engine, release
 from r3graph.serving.structured import structured_runnable
 
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
@@ -104,6 +105,7 @@ class ChatVLLMEngine(BaseChatModel):
     compact_json: bool = True  # structured output without free whitespace (engine-wide in vLLM)
     speculative_config: dict[str, Any] | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    _holds: bool = PrivateAttr(default=False)  # counted as a user of the shared engine (start())
 
     temperature: float | None = 0.0  # greedy by default: reproducible runs and tests
     top_p: float | None = None
@@ -133,22 +135,27 @@ class ChatVLLMEngine(BaseChatModel):
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> ChatVLLMEngine:
-        """Start (or attach to) the shared engine now instead of on the first request."""
-        get_engine(self.spec)
+        """Start (or attach to) the shared engine now instead of on the first request, as one of its
+        users: it keeps running until every user has called :meth:`shutdown` (or at exit)."""
+        if not self._holds:
+            self._holds = True
+            acquire(self.spec).result()
         return self
 
     async def astart(self) -> ChatVLLMEngine:
-        await aget_engine(self.spec)
+        if not self._holds:
+            self._holds = True
+            await asyncio.wrap_future(acquire(self.spec))
         return self
 
     def shutdown(self) -> None:
-        """Stop the engine shared by every instance with this configuration."""
-        shutdown_engine(self.spec)
+        """Let go of the shared engine; the last user's release stops it. An instance that never
+        called :meth:`start` stops it only when no user holds it (one started by requests alone)."""
+        held, self._holds = self._holds, False
+        release(self.spec, held=held)
 
     async def ashutdown(self) -> None:
-        import asyncio
-
-        await asyncio.to_thread(shutdown_engine, self.spec)
+        await asyncio.to_thread(self.shutdown)
 
     # -- request plumbing (runs on the engine loop) ----------------------------------------
     def _sampling_params(self, stop: list[str] | None, kwargs: dict[str, Any], delta: bool) -> Any:
@@ -186,7 +193,8 @@ class ChatVLLMEngine(BaseChatModel):
         kwargs = dict(kwargs)
         template_kwargs = dict(kwargs.pop("chat_template_kwargs", None) or {})
         sampling = self._sampling_params(stop, kwargs, delta)
-        conversation: list[Any] = to_vllm_conversation(messages)  # vLLM types it as OpenAI params
+        # Decoding the images (PIL) is CPU work: in a thread, not on the loop every request shares.
+        conversation: list[Any] = await asyncio.to_thread(to_vllm_conversation, messages)
         # The model's own chat template, applied by vLLM's renderer (image placeholders included).
         # The renderer does not add the assistant turn's opening by default (LLM.chat and the
         # OpenAI server do): without it the model continues the user's turn instead of answering.

@@ -14,6 +14,9 @@ outside any span nothing is injected and requests are unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from typing import Any
 from urllib.parse import urlparse
 
@@ -47,7 +50,9 @@ def traced_http_clients(base_url: str, **kwargs: Any) -> tuple[httpx.Client, htt
     """A sync and an async httpx client that inject the trace context on every request.
 
     Loopback servers are reached without proxies (``trust_env=False``), as the project's
-    ``chat_model_for_server`` does; ``kwargs`` go to both clients (e.g. ``timeout``).
+    ``chat_model_for_server`` does; ``kwargs`` go to both clients (e.g. ``timeout``). The caller
+    owns them: close them with :func:`close_when_collected` on the object that uses them, or
+    ``client.close()`` / ``await async_client.aclose()``.
     """
     loopback = (urlparse(base_url).hostname or "") in _LOOPBACK
     kwargs.setdefault("trust_env", not loopback)
@@ -55,3 +60,28 @@ def traced_http_clients(base_url: str, **kwargs: Any) -> tuple[httpx.Client, htt
         httpx.Client(event_hooks=EVENT_HOOKS, **kwargs),
         httpx.AsyncClient(event_hooks=ASYNC_EVENT_HOOKS, **kwargs),
     )
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_clients(sync_client: httpx.Client, async_client: httpx.AsyncClient) -> None:
+    sync_client.close()
+    if async_client.is_closed:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        task = loop.create_task(async_client.aclose())
+        _closing.add(task)  # a task nobody references may be collected before it runs
+        task.add_done_callback(_closing.discard)
+        return
+    with contextlib.suppress(Exception):  # its connections' loop may be gone: they close with it
+        asyncio.run(async_client.aclose())
+
+
+def close_when_collected(owner: object, sync_client: httpx.Client, async_client: httpx.AsyncClient) -> None:
+    """Close both clients when ``owner`` (the chat model using them) is garbage-collected, or at exit."""
+    weakref.finalize(owner, _close_clients, sync_client, async_client)

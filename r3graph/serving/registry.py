@@ -3,6 +3,13 @@
 Why: an engine costs ~30 s to start and a GiB of KV cache. Every ``ChatVLLMEngine`` (one per
 graph node, per ``bind``, per ``with_structured_output``) with the same configuration must reuse
 the same engine, which also lets their requests share the prefix cache.
+
+Sharing rules: :func:`acquire` counts a user (``ChatVLLMEngine.start()``), :func:`release` drops it
+(``.shutdown()``) and stops the engine when the last user lets go; an engine started by a request
+alone has no user and runs until :func:`shutdown_engines` (which stops every engine, users or not:
+tests and exit) or until a holder's release. A start never overlaps the stop of the same
+configuration (two engines' memory at once), a cancelled start is started again, and an engine
+whose loop thread died (its output handler died with it) is replaced rather than handed out.
 """
 
 from __future__ import annotations
@@ -83,17 +90,30 @@ class EngineSpec:
         return AsyncEngineArgs(**kwargs)
 
 
+@dataclass
+class _Entry:
+    future: concurrent.futures.Future[AsyncLLM]
+    loop_generation: int  # the engine loop it is bound to (see EngineLoop.generation)
+    users: int = 0
+
+
 _lock = threading.Lock()
-_engines: dict[EngineSpec, concurrent.futures.Future[AsyncLLM]] = {}
+_engines: dict[EngineSpec, _Entry] = {}
+# Configurations being stopped now: a new start of the same one waits for the stop to finish.
+_stopping: dict[EngineSpec, threading.Event] = {}
 
 
-async def _start(spec: EngineSpec) -> AsyncLLM:
-    apply_vllm_env_defaults(spec.model)
-    from vllm.v1.engine.async_llm import AsyncLLM
+def _failed(fut: concurrent.futures.Future[Any]) -> bool:
+    # A cancelled future raises CancelledError from exception(): ask cancelled() first.
+    return fut.done() and (fut.cancelled() or fut.exception() is not None)
 
+
+async def _start(spec: EngineSpec, previous_stop: threading.Event | None) -> AsyncLLM:
+    if previous_stop is not None:  # the same configuration is still shutting down
+        await asyncio.to_thread(previous_stop.wait)
     # Construction blocks for tens of seconds (it waits for the engine core process); run it in
     # a worker thread so other engines on the shared loop keep serving meanwhile.
-    engine = await asyncio.to_thread(AsyncLLM.from_engine_args, spec.engine_args())
+    engine = await asyncio.to_thread(_construct, spec)
     # atexit runs handlers last-in-first-out: re-registering after vLLM registered its own makes
     # ours run first, so engines are stopped in order instead of their processes being reaped.
     atexit.unregister(shutdown_engines)
@@ -101,17 +121,32 @@ async def _start(spec: EngineSpec) -> AsyncLLM:
     return engine
 
 
-def _get_future(spec: EngineSpec) -> concurrent.futures.Future[AsyncLLM]:
+def _construct(spec: EngineSpec) -> AsyncLLM:
+    apply_vllm_env_defaults(spec.model)
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(spec.engine_args())
+
+
+def _get_future(spec: EngineSpec, users: int = 0) -> concurrent.futures.Future[AsyncLLM]:
+    stale = None
     with _lock:
-        fut = _engines.get(spec)
-        if fut is None or (fut.done() and fut.exception() is not None):
-            fut = ENGINE_LOOP.submit(_start(spec))
-            _engines[spec] = fut
-        return fut
+        generation = ENGINE_LOOP.ensure_generation()
+        entry = _engines.get(spec)
+        if entry is not None and entry.loop_generation != generation:
+            stale, entry = entry, None  # its loop thread died: the engine cannot serve any more
+        if entry is None or _failed(entry.future):
+            fut = ENGINE_LOOP.submit(_start(spec, _stopping.get(spec)))
+            entry = _engines[spec] = _Entry(fut, generation, users=entry.users if entry else 0)
+        entry.users += users
+        fut = entry.future
+    if stale is not None:
+        threading.Thread(target=_shutdown_future, args=(stale.future, 120.0), daemon=True).start()
+    return fut
 
 
 def get_engine(spec: EngineSpec) -> AsyncLLM:
-    """The shared engine for ``spec``, started on first use (blocking)."""
+    """The shared engine for ``spec``, started on first use (blocking); no user is counted."""
     return _get_future(spec).result()
 
 
@@ -119,9 +154,35 @@ async def aget_engine(spec: EngineSpec) -> AsyncLLM:
     return await asyncio.wrap_future(_get_future(spec))
 
 
+def acquire(spec: EngineSpec) -> concurrent.futures.Future[AsyncLLM]:
+    """Count a user of the engine for ``spec`` (starting it if needed); pair with :func:`release`."""
+    return _get_future(spec, users=1)
+
+
+def release(spec: EngineSpec, timeout: float | None = 120.0, *, held: bool = True) -> bool:
+    """Drop one user (``held=False``: a caller that never acquired); the engine stops when no user
+    is left. Returns whether it was stopped."""
+    with _lock:
+        entry = _engines.get(spec)
+        if entry is None:
+            return False
+        if held:
+            entry.users = max(0, entry.users - 1)
+        if entry.users:
+            return False
+    shutdown_engine(spec, timeout)
+    return True
+
+
+def users(spec: EngineSpec) -> int:
+    with _lock:
+        entry = _engines.get(spec)
+        return entry.users if entry else 0
+
+
 def running_specs() -> list[EngineSpec]:
     with _lock:
-        return [s for s, f in _engines.items() if f.done() and f.exception() is None]
+        return [s for s, e in _engines.items() if e.future.done() and not _failed(e.future)]
 
 
 async def _cancel_output_handler(engine: AsyncLLM) -> None:
@@ -136,7 +197,7 @@ async def _cancel_output_handler(engine: AsyncLLM) -> None:
 def _shutdown_future(fut: concurrent.futures.Future[AsyncLLM], timeout: float | None) -> None:
     try:
         engine = fut.result(timeout=timeout)  # an engine still starting is waited for, then stopped
-    except Exception:
+    except (Exception, concurrent.futures.CancelledError):
         return
     try:
         # Stop the output handler before the engine core: otherwise it sees the core die and logs
@@ -154,16 +215,27 @@ def _shutdown_future(fut: concurrent.futures.Future[AsyncLLM], timeout: float | 
 
 
 def shutdown_engine(spec: EngineSpec, timeout: float | None = 120.0) -> None:
+    """Stop the engine for ``spec`` now, whoever uses it (see :func:`release` for shared use)."""
     with _lock:
-        fut = _engines.pop(spec, None)
-    if fut is not None:
-        _shutdown_future(fut, timeout)
-        del fut
+        entry = _engines.pop(spec, None)
+        if entry is None:
+            return
+        stopped = _stopping[spec] = threading.Event()
+    try:
+        _shutdown_future(entry.future, timeout)
+        del entry
         gc.collect()  # drop the front end's sockets and buffers now, not at some later GC
+    finally:
+        with _lock:
+            if _stopping.get(spec) is stopped:
+                del _stopping[spec]
+        stopped.set()
 
 
 def shutdown_engines(timeout: float | None = 120.0) -> None:
-    """Stop every engine this process started (their engine-core and worker processes too)."""
+    """Stop every engine this process started (their engine-core and worker processes too), whoever
+    still uses them: for exit and for tests. Code sharing an engine calls ``model.shutdown()``
+    (:func:`release`) instead."""
     with _lock:
         specs = list(_engines)
     for spec in specs:

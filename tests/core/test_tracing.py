@@ -21,6 +21,8 @@ async def test_span_tree_and_genai_attributes(spans: InMemorySpanExporter) -> No
         by_name.setdefault(span.name, []).append(span)
     assert len(by_name["invoke_workflow r3"]) == 1
     assert len(by_name["r3.reason"]) == 1 and len(by_name["r3.reflect"]) == 1 and len(by_name["r3.refine"]) == 1
+    # The plan's two questions are answered in check nodes; their verdict in reflect_verdict.
+    assert len(by_name["r3.check"]) == 2 and len(by_name["r3.reflect_verdict"]) == 1
     assert len(by_name["chat scripted"]) == 5
     workflow = by_name["invoke_workflow r3"][0]
     assert workflow.attributes["gen_ai.operation.name"] == "invoke_workflow"
@@ -28,12 +30,13 @@ async def test_span_tree_and_genai_attributes(spans: InMemorySpanExporter) -> No
     assert workflow.attributes["r3.model_calls"] == 5
     # Every stage span is a child of the run span; every chat span is inside a stage span.
     stage_ids = set()
-    for name in ("r3.reason", "r3.reflect", "r3.refine"):
+    for name in ("r3.reason", "r3.reflect", "r3.check", "r3.reflect_verdict", "r3.refine"):
         span = by_name[name][0]
         assert span.parent.span_id == workflow.context.span_id
         assert span.context.trace_id == workflow.context.trace_id
         stage_ids.add(span.context.span_id)
-    reflect = by_name["r3.reflect"][0]
+    assert by_name["r3.reflect"][0].attributes["r3.checks"] == 2
+    reflect = by_name["r3.reflect_verdict"][0]
     assert reflect.attributes["r3.verdict"] == "revise"
     assert reflect.attributes["r3.reflect.strategy"] == "self_questions"
     assert reflect.attributes["r3.round"] == 0

@@ -37,7 +37,7 @@ async def test_the_parent_picks_the_depth_and_streams_r3_events_through() -> Non
     assert final["max_rounds"] == 3 and final["answer"] == TRUTH and final["stop_reason"] == "passed"
     stages = [(where, e["stage"]) for where, e in events]
     assert ("describe", "reason") in stages and ("describe", "refine") in stages
-    assert ("describe", "final") in stages and ("describe/reflect", "answer") in stages
+    assert ("describe", "final") in stages and ("describe", "answer") in stages  # checks are R3 nodes
 
     events, final = await node.run(make_backend("scripted"),
                                    {"instruction": "Quick look: what is there?", "images": [str(EXAMPLE_PNG)]},
@@ -93,7 +93,7 @@ async def test_a_crashed_run_resumes_without_repeating_reason_or_reflect(tmp_pat
     db = tmp_path / "r3.sqlite"
     crashed = await resume.phase(make_backend("scripted"), db, "t1", crash=True)
     assert crashed["crashed"] and crashed["next"] == ["refine"]
-    assert crashed["calls"] == {"reason": 1, "reflect": 4, "refine": 1}
+    assert crashed["calls"] == {"reason": 1, "reflect": 1, "check": 3, "refine": 1}
     resumed = await resume.phase(make_backend("scripted"), db, "t1", crash=False)
     assert resumed["calls"] == {"refine": 1} and resumed["output"] == TRUTH
 
