@@ -33,7 +33,7 @@ from PIL import Image
 
 from r3graph.export import TrajectoryRecord, read_jsonl
 from r3graph.images import PASS_THROUGH_FORMATS
-from r3graph.state import Round, Usage
+from r3graph.state import ReflectionUpdate, Round, Usage
 
 # Photos are shown, not analysed: anything larger is scaled down for the page (the run saw the original).
 MAX_SHOWN_SIDE = 1024
@@ -78,8 +78,11 @@ class StageRecorder:
             now = time.perf_counter()
             for node, update in chunk.items():
                 update = update if isinstance(update, Mapping) else {}
-                rounds = update.get("rounds") or []
-                if rounds:
+                rounds = update.get("rounds")
+                if isinstance(rounds, ReflectionUpdate):  # a patch of the trajectory's end
+                    if rounds.append is not None:  # the reducer numbers an appended round last + 1
+                        self._round = 0 if self._round is None else self._round + 1
+                elif rounds:
                     self._round = _round_of(rounds[-1])
                 usage = update.get("usage")
                 self.stages.append(StageRecord(

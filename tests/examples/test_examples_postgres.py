@@ -29,7 +29,7 @@ async def test_a_crashed_run_resumes_from_postgres_without_repeating_stages(post
     resume, thread = example("checkpoint_resume"), _thread()
     crashed = await resume.phase(make_backend("scripted"), postgres_url, thread, crash=True)
     assert crashed["crashed"] and crashed["next"] == ["refine"]
-    assert crashed["calls"] == {"reason": 1, "reflect": 4, "refine": 1}
+    assert crashed["calls"] == {"reason": 1, "reflect": 1, "check": 3, "refine": 1}
     resumed = await resume.phase(make_backend("scripted"), postgres_url, thread, crash=False)
     assert resumed["calls"] == {"refine": 1} and resumed["output"] == TRUTH
     with psycopg.connect(postgres_url) as conn:  # the checkpoints really are in Postgres
