@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,9 +60,12 @@ class Chromium:
     """One headless Chromium with a fresh profile, driven over its DevTools websocket."""
 
     def __init__(self, binary: str) -> None:
-        self.profile = tempfile.TemporaryDirectory(prefix="r3-chromium-")
+        # Chromium's helper processes (renderer, crashpad) can still write the profile for a moment after
+        # the browser exits: they get their own process group, stopped together in close().
+        self.profile = tempfile.TemporaryDirectory(prefix="r3-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self.profile.name}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
         url = self._devtools_url()
         from websockets.sync.client import connect
 
@@ -142,6 +147,10 @@ class Chromium:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        try:  # the helpers left in the browser's group (its own session, started above)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.profile.cleanup()
 
 
