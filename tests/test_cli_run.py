@@ -110,3 +110,19 @@ def test_verbose_shows_library_noise_where_it_happens(tmp_path: Path) -> None:
     done = scripted_run(tmp_path, "--noise", "run", "--image", EXAMPLE, "--verbose")
     assert done.returncode == 0 and all(n in done.stdout + done.stderr for n in NOISE)
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_phone_photo_of_20_megapixels_runs(tmp_path: Path) -> None:
+    """A 5000x4000 JPEG (a phone camera's size) is scaled down while decoding, not refused."""
+    import numpy as np
+    from PIL import Image
+
+    gradient = np.linspace(0, 255, 4000, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (5000, 1))] * 3, axis=-1)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(pixels).save(photo, quality=90)
+    with Image.open(photo) as img:
+        assert img.size[0] * img.size[1] == 20_000_000
+    done = scripted_run(tmp_path, "run", "--image", str(photo), "--max-rounds", "1")
+    assert done.returncode == 0, done.stderr
+    assert "stop:" in done.stdout
