@@ -32,8 +32,9 @@ def vllm_children() -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
         # multiprocessing's resource_tracker lives until we exit; r3graph's image decoders are pooled for
-        # the process's life (r3graph.image_worker): neither is vLLM's.
-        if "resource_tracker" not in cmd and name != "r3-image-worker":
+        # the process's life (r3graph.image_worker); the session's private Postgres server (tests' fixture)
+        # runs until the session ends: none of them is vLLM's.
+        if "resource_tracker" not in cmd and name not in ("r3-image-worker", "postgres"):
             out.append(p)
     return out
 

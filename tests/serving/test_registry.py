@@ -111,15 +111,21 @@ async def test_two_users_share_the_engine_and_one_leaves_early(engine) -> None:
 
     from r3graph.serving import ChatVLLMEngine
 
+    # Two explicit users, whatever the session fixture's own count is (other tests may have stopped
+    # and lazily restarted the shared engine): the one that leaves must not stop the other's engine.
+    before = registry.users(engine.spec)
+    first = await ChatVLLMEngine(model=engine.model, max_tokens=16).astart()
     other = await ChatVLLMEngine(model=engine.model, max_tokens=8).astart()  # a second user, same engine
-    assert registry.users(engine.spec) == 2
+    assert registry.users(engine.spec) == before + 2
 
     def ask(i: int) -> list[HumanMessage]:
         return [HumanMessage(content=[{"type": "image_url", "image_url": {"url": png_data_url((i * 40, 90, 0))}},
                                       {"type": "text", "text": f"Question {i}?"}])]
 
-    running = [asyncio.ensure_future(engine.ainvoke(ask(i), max_tokens=16)) for i in range(4)]
+    running = [asyncio.ensure_future(first.ainvoke(ask(i), max_tokens=16)) for i in range(4)]
     await other.ashutdown()  # leaves while the first user's requests are in flight
     replies = await asyncio.gather(*running)
     assert all(r.usage_metadata["output_tokens"] > 0 for r in replies)
-    assert registry.users(engine.spec) == 1 and engine.spec in registry.running_specs()
+    assert registry.users(engine.spec) == before + 1 and engine.spec in registry.running_specs()
+    await first.ashutdown()
+    assert registry.users(engine.spec) == before
