@@ -26,7 +26,7 @@ from r3graph.limits import MAX_IMAGES_PER_REQUEST
 from r3graph.serving._loop import ENGINE_LOOP
 from r3graph.serving.env import default_enforce_eager
 from r3graph.serving.messages import to_vllm_conversation
-from r3graph.serving.registry import EngineSpec, acquire, aget_engine, release
+from r3graph.serving.registry import EngineSpec, acquire_epoch, aget_engine, epoch, release
 from r3graph.serving.structured import structured_runnable
 
 _SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "stop", "seed")
@@ -106,6 +106,7 @@ class ChatVLLMEngine(BaseChatModel):
     speculative_config: dict[str, Any] | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     _holds: bool = PrivateAttr(default=False)  # counted as a user of the shared engine (start())
+    _epoch: int | None = PrivateAttr(default=None)  # which start of that engine it is counted on
 
     temperature: float | None = 0.0  # greedy by default: reproducible runs and tests
     top_p: float | None = None
@@ -139,13 +140,15 @@ class ChatVLLMEngine(BaseChatModel):
         users: it keeps running until every user has called :meth:`shutdown` (or at exit)."""
         if not self._holds:
             self._holds = True
-            acquire(self.spec).result()
+            fut, self._epoch = acquire_epoch(self.spec)
+            fut.result()
         return self
 
     async def astart(self) -> ChatVLLMEngine:
         if not self._holds:
             self._holds = True
-            await asyncio.wrap_future(acquire(self.spec))
+            fut, self._epoch = acquire_epoch(self.spec)
+            await asyncio.wrap_future(fut)
         return self
 
     def shutdown(self) -> None:
@@ -184,12 +187,21 @@ class ChatVLLMEngine(BaseChatModel):
             **extra,
         )
 
+    async def _engine(self) -> Any:
+        spec = self.spec
+        if self._holds and epoch(spec) != self._epoch:
+            # Our engine was stopped under us (shutdown_engines()); the one that serves us now
+            # must count us too, or another user's release would stop it mid-use.
+            fut, self._epoch = acquire_epoch(spec)
+            return await asyncio.wrap_future(fut)
+        return await aget_engine(spec)
+
     async def _outputs(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], delta: bool
     ) -> AsyncIterator[Any]:
         from vllm.renderers import ChatParams
 
-        engine = await aget_engine(self.spec)
+        engine = await self._engine()
         kwargs = dict(kwargs)
         template_kwargs = dict(kwargs.pop("chat_template_kwargs", None) or {})
         sampling = self._sampling_params(stop, kwargs, delta)

@@ -19,6 +19,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import threading
@@ -95,12 +96,16 @@ class _Entry:
     future: concurrent.futures.Future[AsyncLLM]
     loop_generation: int  # the engine loop it is bound to (see EngineLoop.generation)
     users: int = 0
+    # Which start of this configuration it is: a holder whose engine was stopped under it (by
+    # shutdown_engines, say) sees a new epoch on its next request and counts itself again.
+    epoch: int = 0
 
 
 _lock = threading.Lock()
 _engines: dict[EngineSpec, _Entry] = {}
 # Configurations being stopped now: a new start of the same one waits for the stop to finish.
 _stopping: dict[EngineSpec, threading.Event] = {}
+_epochs = itertools.count(1)
 
 
 def _failed(fut: concurrent.futures.Future[Any]) -> bool:
@@ -128,7 +133,7 @@ def _construct(spec: EngineSpec) -> AsyncLLM:
     return AsyncLLM.from_engine_args(spec.engine_args())
 
 
-def _get_future(spec: EngineSpec, users: int = 0) -> concurrent.futures.Future[AsyncLLM]:
+def _get_future(spec: EngineSpec, users: int = 0) -> tuple[concurrent.futures.Future[AsyncLLM], int]:
     stale = None
     with _lock:
         generation = ENGINE_LOOP.ensure_generation()
@@ -137,26 +142,39 @@ def _get_future(spec: EngineSpec, users: int = 0) -> concurrent.futures.Future[A
             stale, entry = entry, None  # its loop thread died: the engine cannot serve any more
         if entry is None or _failed(entry.future):
             fut = ENGINE_LOOP.submit(_start(spec, _stopping.get(spec)))
-            entry = _engines[spec] = _Entry(fut, generation, users=entry.users if entry else 0)
+            entry = _engines[spec] = _Entry(fut, generation, users=entry.users if entry else 0,
+                                            epoch=next(_epochs))
         entry.users += users
-        fut = entry.future
+        fut, epoch = entry.future, entry.epoch
     if stale is not None:
         threading.Thread(target=_shutdown_future, args=(stale.future, 120.0), daemon=True).start()
-    return fut
+    return fut, epoch
 
 
 def get_engine(spec: EngineSpec) -> AsyncLLM:
     """The shared engine for ``spec``, started on first use (blocking); no user is counted."""
-    return _get_future(spec).result()
+    return _get_future(spec)[0].result()
 
 
 async def aget_engine(spec: EngineSpec) -> AsyncLLM:
-    return await asyncio.wrap_future(_get_future(spec))
+    return await asyncio.wrap_future(_get_future(spec)[0])
 
 
 def acquire(spec: EngineSpec) -> concurrent.futures.Future[AsyncLLM]:
     """Count a user of the engine for ``spec`` (starting it if needed); pair with :func:`release`."""
+    return _get_future(spec, users=1)[0]
+
+
+def acquire_epoch(spec: EngineSpec) -> tuple[concurrent.futures.Future[AsyncLLM], int]:
+    """:func:`acquire`, and which start of the engine the user now holds (see :func:`epoch`)."""
     return _get_future(spec, users=1)
+
+
+def epoch(spec: EngineSpec) -> int | None:
+    """Which start of the engine for ``spec`` is registered now (None: none is)."""
+    with _lock:
+        entry = _engines.get(spec)
+        return entry.epoch if entry else None
 
 
 def release(spec: EngineSpec, timeout: float | None = 120.0, *, held: bool = True) -> bool:

@@ -86,7 +86,7 @@ def test_a_start_never_overlaps_the_stop_of_the_same_configuration(stand_in: dic
 def test_a_cancelled_start_is_started_again(stand_in: dict[str, Any]) -> None:
     s = spec("cancelled")
     stand_in["start_s"] = 0.3
-    registry._get_future(s).cancel()
+    registry._get_future(s)[0].cancel()
     time.sleep(0.4)
     assert registry.running_specs().count(s) == 0  # a cancelled start does not count as running
     assert isinstance(registry.get_engine(s), StandInEngine)  # no CancelledError from the old future
@@ -103,6 +103,25 @@ def test_an_engine_bound_to_a_dead_loop_is_replaced(stand_in: dict[str, Any]) ->
             break
         time.sleep(0.05)
     assert old.stopped  # the stale one is stopped, not left holding its processes
+
+
+async def test_a_holder_whose_engine_was_stopped_under_it_counts_itself_on_the_restart(
+        stand_in: dict[str, Any]) -> None:
+    from r3graph.serving import ChatVLLMEngine
+
+    model = ChatVLLMEngine(model="stand-in/reset").start()
+    s = model.spec
+    assert registry.users(s) == 1
+    registry.shutdown_engines()  # what the server and cluster fixtures do: a forced stop of all
+    assert registry.users(s) == 0
+    restarted = await model._engine()  # the next request starts it again...
+    assert registry.users(s) == 1  # ...and counts the holder, so another user's release cannot stop it
+    assert await model._engine() is restarted and registry.users(s) == 1  # counted once, not per request
+    other = ChatVLLMEngine(model="stand-in/reset").start()
+    other.shutdown()
+    assert not restarted.stopped
+    model.shutdown()
+    assert restarted.stopped and registry.users(s) == 0
 
 
 @pytest.mark.engine
