@@ -22,6 +22,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STOP_REASONS = {
     "one_shot": "one-shot: max_rounds is 0, so reason's draft is the answer",
     "passed": "reflect passed the last draft",
+    "unverified": "reflect could read none of its verdicts on the last draft, so nothing was verified",
     "max_rounds": "the depth limit (max_rounds) was reached",
     "unchanged": "refine returned its input unchanged",
 }

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["pass", "revise"]
-StopReason = Literal["one_shot", "passed", "max_rounds", "unchanged"]
+# "unverified": reflect let the last draft through only because none of its verdicts could be read.
+StopReason = Literal["one_shot", "passed", "unverified", "max_rounds", "unchanged"]
 
 
 class Finding(BaseModel):

@@ -19,6 +19,10 @@ def stop_reason(state: R3State, max_rounds: int) -> StopReason:
     if max_rounds == 0:
         return "one_shot"
     if last.verdict == "pass":
+        reflection = last.reflection
+        assert reflection is not None
+        if reflection.unclear and not any(f.consistent for f in reflection.findings):
+            return "unverified"  # nothing was read as holding: do not call that a pass
         return "passed"
     if len(rounds) >= 2 and last.reflection is None and last.same_artefact(rounds[-2]):
         return "unchanged"

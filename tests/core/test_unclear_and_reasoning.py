@@ -65,6 +65,21 @@ async def test_an_unclear_judge_asks_for_no_edit_and_spans_record_it(spans: Any)
     assert model.stages() == ["reason", "judge", "judge"]  # one re-ask, then no refine
     reflect_span = next(s for s in spans.get_finished_spans() if s.name == "r3.reflect")
     assert reflect_span.attributes["r3.unclear"] == 1
+    assert result["stop_reason"] == "unverified"  # let through, but nothing was read: not "passed"
+
+
+async def test_a_pass_on_readable_checks_with_one_unclear_is_still_passed() -> None:
+    model = ScriptedChatModel(script=_script(["Hmm.", "yes"]))
+    result = await run(model, max_rounds=1, on_unclear="ignore")
+    assert result["stop_reason"] == "passed"  # one check held; the unclear one was left out
+
+
+async def test_a_pass_with_every_answer_unclear_is_unverified() -> None:
+    model = ScriptedChatModel(script=_script(["Hmm.", "Who knows."]))
+    result = await run(model, max_rounds=1, on_unclear="ignore")
+    reflection = result["rounds"][0].reflection
+    assert reflection.verdict == "pass" and reflection.unclear == 2
+    assert result["stop_reason"] == "unverified"
 
 
 class ThinkingModel(ScriptedChatModel):
