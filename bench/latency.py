@@ -99,10 +99,11 @@ class Bench:
                                  context=R3Context(**ctx), config={"callbacks": [rec] if rec else []})
         return time.perf_counter() - t0
 
-    async def run_on(self, image: str, **ctx: Any) -> None:
+    async def run_on(self, image: str, rec: Recorder | None = None, **ctx: Any) -> None:
         from r3graph import R3Context
 
-        await self.graph.ainvoke({"instruction": "Describe the image.", "images": [image]}, context=R3Context(**ctx))
+        await self.graph.ainvoke({"instruction": "Describe the image.", "images": [image]},
+                                 context=R3Context(**ctx), config={"callbacks": [rec] if rec else []})
 
 
 R3: dict[str, Any] = {"max_rounds": 1, "reflect": "self_questions", "num_questions": 3}
@@ -124,12 +125,22 @@ def cache_counts(rec: Recorder) -> tuple[int, int]:
     return sum(c.cached_tokens for c in later), sum(c.input_tokens for c in later)
 
 
+def work_counts(recs: dict[str, Recorder], runs: int) -> dict[str, dict[str, int]]:
+    """What each condition asked of the engine, as counts: model calls, prompt tokens (and how
+    many the prefix cache served), output tokens, over ``runs`` runs."""
+    return {name: {"runs": runs, "calls": len(rec.calls),
+                   "prompt_tokens": sum(c.input_tokens for c in rec.calls),
+                   "cached_prompt_tokens": sum(c.cached_tokens for c in rec.calls),
+                   "output_tokens": sum(c.output_tokens for c in rec.calls)}
+            for name, rec in recs.items()}
+
+
 def stage_median(rec: Recorder, node: str) -> float:
     xs = [c.seconds for c in rec.calls if c.node == node]
     return statistics.median(xs) if xs else float("nan")
 
 
-async def direct_run(model: Any, pack: Any, image: str) -> None:
+async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = None) -> None:
     """R3's calls for one run (reason, questions, k answers at once, refine unless every check
     passed, as the graph decides), made on the model directly, without the graph: what the engine
     does for a run, at its own speed."""
@@ -141,6 +152,7 @@ async def direct_run(model: Any, pack: Any, image: str) -> None:
 
     async def ask(stage: str, **values: Any) -> str:
         reply = await model.ainvoke(stage_messages(pack, [image], pack.render(stage, **values)),
+                                    {"callbacks": [rec] if rec else []},
                                     **context.sampling_for(stage, pack.max_tokens).as_kwargs())
         return str(reply.content).strip()
 
@@ -198,16 +210,18 @@ async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: i
 
     for level in levels:
         rates: dict[str, list[float]] = {"graph": [], "direct": []}
+        recs = {name: Recorder() for name in rates}
         for rep in range(reps):
             for name in rotated(list(rates), rep):
                 images = [b.images.next() for _ in range(level)]
                 t0 = time.perf_counter()
                 if name == "graph":
-                    await asyncio.gather(*(b.run_on(image, **R3) for image in images))
+                    await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in images))
                 else:
-                    await asyncio.gather(*(direct_run(model, pack, image) for image in images))
+                    await asyncio.gather(*(direct_run(model, pack, image, recs[name]) for image in images))
                 rates[name].append(level / (time.perf_counter() - t0))
         r[f"runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
+        r[f"work_{level}"] = work_counts(recs, level * reps)
         r[f"graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"], center=mean)
 
 
@@ -245,6 +259,7 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
         me = psutil.Process()
         for level in args.server_concurrency:
             rates: dict[str, list[float]] = {"graph": [], "direct": []}
+            recs = {name: Recorder() for name in rates}
             cpu: dict[str, dict[str, float]] = {name: {"client": 0.0, "api_server": 0.0, "engine": 0.0}
                                                 for name in rates}
             for rep in range(args.reps):
@@ -254,9 +269,9 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
                     before = (me.cpu_times(), api_only.user + api_only.system, cpu_seconds(api))
                     t0 = time.perf_counter()
                     if name == "graph":
-                        await asyncio.gather(*(b.run_on(image, **R3) for image in batch))
+                        await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in batch))
                     else:
-                        await asyncio.gather(*(direct_run(model, pack, image) for image in batch))
+                        await asyncio.gather(*(direct_run(model, pack, image, recs[name]) for image in batch))
                     rates[name].append(level / (time.perf_counter() - t0))
                     api_after = api.cpu_times()
                     mine = me.cpu_times()
@@ -265,6 +280,7 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
                     cpu[name]["api_server"] += api_s / level
                     cpu[name]["engine"] += (cpu_seconds(api) - before[2] - api_s) / level
             r[f"server_runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
+            r[f"server_work_{level}"] = work_counts(recs, level * args.reps)
             r[f"server_graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"],
                                                               center=statistics.mean)
             r[f"server_cpu_s_per_run_{level}"] = {
@@ -329,7 +345,15 @@ def server_rows(r: dict[str, Any]) -> list[str]:
         for name, parts in cpu.items():
             rows.append(f"| server, {level} concurrent, {name}: CPU s per run (client / API server / engine) "
                         f"| {parts['client']:.3f} / {parts['api_server']:.3f} / {parts['engine']:.3f} |  |")
+        rows += work_rows(r.get(f"server_work_{level}"), f"server, {level} concurrent")
     return rows
+
+
+def work_rows(work: dict[str, dict[str, int]] | None, label: str) -> list[str]:
+    """Counts: what graph and direct runs asked of the engine (same calls, or not)."""
+    return [f"| {label}, {name}: calls / prompt tokens (cached) / output tokens in {w['runs']} runs "
+            f"| {w['calls']} / {w['prompt_tokens']} ({w['cached_prompt_tokens']}) / {w['output_tokens']} |  |"
+            for name, w in (work or {}).items()]
 
 
 def table(r: dict[str, Any]) -> str:
@@ -352,6 +376,7 @@ def table(r: dict[str, Any]) -> str:
         g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
         lines.append(f"| {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
                      f"| {fmt_interval(r[key])} |  |")
+        lines += work_rows(r.get(f"work_{level}"), f"{level} concurrent")
     for key, label in (("r3_cache_off_s", "R3 with prefix caching off (own engine), median s"),
                        ("r3_ngram_spec_s", "R3 with ngram speculation (own engine), median s"),
                        ("refine_call_ngram_s", "refine call with ngram speculation, median s")):
