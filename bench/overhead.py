@@ -3,11 +3,13 @@ model, and where its cost goes.
 
     .venv/bin/python bench/overhead.py [--runs 200]
 
-Four conditions, interleaved run by run (their order rotated) so machine noise hits all alike:
+Five conditions, interleaved run by run (their order rotated) so machine noise hits all alike:
 
 - ``plain``: the 16 calls as a hand-written asyncio loop (what the overhead is measured against);
 - ``langgraph``: the same calls in a bare LangGraph graph of R3's shape (reason, reflect, one
-  ``Send`` per check, verdict, refine, finalize), with none of r3graph's code: LangGraph's share;
+  ``Send`` per check, verdict, refine), with none of r3graph's code: LangGraph's share;
+- ``langgraph_r3_topology``: that graph with what R3's graph adds to LangGraph's work beside its
+  nodes' code (prepare and finalize steps, retry and cache policies on the model nodes);
 - ``r3``: the R3 graph with tracing sampled out (spans are non-recording): r3graph's share;
 - ``r3_traced``: the R3 graph with tracing on (SDK, in-memory exporter): the figure the targets are
   about (issue 16: <= 5 ms per run and <= 2x the plain loop, or this breakdown).
@@ -30,7 +32,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import CachePolicy, RetryPolicy, Send
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -107,8 +109,12 @@ class BareState(TypedDict, total=False):
     critique: str
 
 
-def bare_langgraph(model: BaseChatModel) -> Any:
-    """R3's shape in LangGraph with nothing of r3graph's: the same calls, Sends and routing."""
+def bare_langgraph(model: BaseChatModel, r3_topology: bool = False) -> Any:
+    """R3's shape in LangGraph with nothing of r3graph's: the same calls, Sends and routing.
+
+    ``r3_topology``: also what R3's graph asks of LangGraph beside its nodes' code -- the prepare and
+    finalize steps (no-ops here), a RetryPolicy on every model node and a CachePolicy whose key
+    LangGraph computes on every step even with no cache compiled (a constant key here)."""
 
     async def reason(state: BareState) -> dict[str, Any]:
         return {"draft": await ask(model, PACK.render("reason", instruction=INSTRUCTION)), "round": 0}
@@ -133,18 +139,33 @@ def bare_langgraph(model: BaseChatModel) -> Any:
         return {"draft": await ask(model, text), "round": state["round"] + 1}
 
     async def after_refine(state: BareState) -> str:
-        return "reflect" if state["round"] < ROUNDS else END
+        return "reflect" if state["round"] < ROUNDS else ("finalize" if r3_topology else END)
 
+    async def no_op(state: BareState) -> dict[str, Any]:
+        return {}
+
+    policies: dict[str, Any] = {}
+    if r3_topology:
+        policies = {"retry_policy": RetryPolicy(), "cache_policy": CachePolicy(key_func=lambda *_: "same")}
     graph = StateGraph(BareState)
     for name, node in (("reason", reason), ("reflect", reflect), ("check", check), ("verdict", verdict),
                        ("refine", refine)):
-        graph.add_node(name, node)  # type: ignore[call-overload]
-    graph.add_edge(START, "reason")
+        graph.add_node(name, node, **policies)  # type: ignore[call-overload]
+    last = END
+    if r3_topology:
+        graph.add_node("prepare", no_op)
+        graph.add_node("finalize", no_op)
+        graph.add_edge(START, "prepare")
+        graph.add_edge("finalize", END)
+        last = "finalize"
+        graph.add_edge("prepare", "reason")
+    else:
+        graph.add_edge(START, "reason")
     graph.add_edge("reason", "reflect")
     graph.add_conditional_edges("reflect", fan_out, ["check"])
     graph.add_edge("check", "verdict")
     graph.add_edge("verdict", "refine")
-    graph.add_conditional_edges("refine", after_refine, ["reflect", END])
+    graph.add_conditional_edges("refine", after_refine, ["reflect", last])
     return graph.compile()
 
 
@@ -169,6 +190,7 @@ async def measure(runs: int) -> dict[str, Any]:
     model = InstantModel()
     r3 = build_r3_graph(model).compile()
     bare = bare_langgraph(model)
+    bare_r3_topology = bare_langgraph(model, r3_topology=True)
     context = R3Context(max_rounds=ROUNDS, num_questions=K)
     inputs = {"instruction": INSTRUCTION, "images": [PNG]}
 
@@ -180,6 +202,7 @@ async def measure(runs: int) -> dict[str, Any]:
     conditions = {
         "plain": lambda: plain_loop(model),
         "langgraph": lambda: bare.ainvoke({}),
+        "langgraph_r3_topology": lambda: bare_r3_topology.ainvoke({}),
         "r3": lambda: r3_run(False),
         "r3_traced": lambda: r3_run(True),
     }
@@ -200,9 +223,11 @@ async def measure(runs: int) -> dict[str, Any]:
         "r3_traced / plain": ratio_bootstrap(times["plain"], times["r3_traced"]),
         "langgraph / plain": ratio_bootstrap(times["plain"], times["langgraph"]),
         "r3 / langgraph": ratio_bootstrap(times["langgraph"], times["r3"]),
+        "langgraph_r3_topology / plain": ratio_bootstrap(times["plain"], times["langgraph_r3_topology"]),
+        "r3 / langgraph_r3_topology": ratio_bootstrap(times["langgraph_r3_topology"], times["r3"]),
         "r3_traced / r3": ratio_bootstrap(times["r3"], times["r3_traced"]),
     }
-    plain, bare_ms, ours, traced = (medians[n][0] for n in names)
+    plain, bare_ms, topology, ours, traced = (medians[n][0] for n in names)
     return {
         "runs": runs,
         "rounds": ROUNDS,
@@ -216,7 +241,8 @@ async def measure(runs: int) -> dict[str, Any]:
         "breakdown_ms": {
             "model calls (plain loop)": round(plain, 3),
             "LangGraph (bare graph - plain)": round(bare_ms - plain, 3),
-            "r3graph nodes (r3 - bare graph)": round(ours - bare_ms, 3),
+            "LangGraph for R3's topology (prepare, finalize, retry and cache policies)": round(topology - bare_ms, 3),
+            "r3graph's node code (r3 - bare graph of R3's topology)": round(ours - topology, 3),
             "tracing (r3_traced - r3)": round(traced - ours, 3),
         },
         "target_ms": 5.0,
