@@ -140,7 +140,14 @@ def stage_median(rec: Recorder, node: str) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = None) -> None:
+def burn(seconds: float) -> None:
+    """Hold the CPU (and the event loop) for ``seconds``, as the graph's own code does between calls."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = None, burn_s: float = 0.0) -> None:
     """R3's calls for one run (reason, questions, k answers at once, refine unless every check
     passed, as the graph decides), made on the model directly, without the graph: what the engine
     does for a run, at its own speed."""
@@ -151,6 +158,8 @@ async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = N
     context = R3Context()
 
     async def ask(stage: str, **values: Any) -> str:
+        if burn_s:
+            burn(burn_s / 5)  # spread over a run's ~5 calls
         reply = await model.ainvoke(stage_messages(pack, [image], pack.render(stage, **values)),
                                     {"callbacks": [rec] if rec else []},
                                     **context.sampling_for(stage, pack.max_tokens).as_kwargs())
@@ -168,6 +177,9 @@ async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = N
 
 
 ENGINE_KW: dict[str, Any] = {}
+# --burn-ms: a third throughput condition, the direct calls plus that much client CPU per run (spent
+# on the event loop between calls): does the graph's own CPU alone explain its throughput deficit?
+BURN_S = 0.0
 
 
 async def with_engine(model_dir: str, **kw: Any) -> Any:
@@ -210,6 +222,8 @@ async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: i
 
     for level in levels:
         rates: dict[str, list[float]] = {"graph": [], "direct": []}
+        if BURN_S:
+            rates["direct_burn"] = []
         recs = {name: Recorder() for name in rates}
         for rep in range(reps):
             for name in rotated(list(rates), rep):
@@ -218,11 +232,14 @@ async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: i
                 if name == "graph":
                     await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in images))
                 else:
-                    await asyncio.gather(*(direct_run(model, pack, image, recs[name]) for image in images))
+                    await asyncio.gather(*(direct_run(model, pack, image, recs[name], BURN_S * (name == "direct_burn"))
+                                           for image in images))
                 rates[name].append(level / (time.perf_counter() - t0))
         r[f"runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
         r[f"work_{level}"] = work_counts(recs, level * reps)
         r[f"graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"], center=mean)
+        if BURN_S:
+            r[f"direct_burn_over_direct_{level}"] = interval(rates["direct"], rates["direct_burn"], center=mean)
 
 
 def cpu_seconds(process: Any) -> float:
@@ -259,6 +276,8 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
         me = psutil.Process()
         for level in args.server_concurrency:
             rates: dict[str, list[float]] = {"graph": [], "direct": []}
+            if BURN_S:
+                rates["direct_burn"] = []
             recs = {name: Recorder() for name in rates}
             cpu: dict[str, dict[str, float]] = {name: {"client": 0.0, "api_server": 0.0, "engine": 0.0}
                                                 for name in rates}
@@ -271,7 +290,8 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
                     if name == "graph":
                         await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in batch))
                     else:
-                        await asyncio.gather(*(direct_run(model, pack, image, recs[name]) for image in batch))
+                        await asyncio.gather(*(direct_run(model, pack, image, recs[name],
+                                                          BURN_S * (name == "direct_burn")) for image in batch))
                     rates[name].append(level / (time.perf_counter() - t0))
                     api_after = api.cpu_times()
                     mine = me.cpu_times()
@@ -283,6 +303,9 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
             r[f"server_work_{level}"] = work_counts(recs, level * args.reps)
             r[f"server_graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"],
                                                               center=statistics.mean)
+            if BURN_S:
+                r[f"server_direct_burn_over_direct_{level}"] = interval(rates["direct"], rates["direct_burn"],
+                                                                        center=statistics.mean)
             r[f"server_cpu_s_per_run_{level}"] = {
                 name: {k: round(v / args.reps, 4) for k, v in parts.items()} for name, parts in cpu.items()
             }
@@ -342,6 +365,10 @@ def server_rows(r: dict[str, Any]) -> list[str]:
         g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
         rows.append(f"| server, {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
                     f"| {fmt_interval(r[key])} |  |")
+        if f"server_direct_burn_over_direct_{level}" in r:
+            rows.append(f"| server, {level} concurrent: runs/s direct + {BURN_S * 1000:.0f} ms client CPU per run / "
+                        f"direct (mean {statistics.mean(rates['direct_burn']):.2f}) "
+                        f"| {fmt_interval(r[f'server_direct_burn_over_direct_{level}'])} |  |")
         for name, parts in cpu.items():
             rows.append(f"| server, {level} concurrent, {name}: CPU s per run (client / API server / engine) "
                         f"| {parts['client']:.3f} / {parts['api_server']:.3f} / {parts['engine']:.3f} |  |")
@@ -376,6 +403,10 @@ def table(r: dict[str, Any]) -> str:
         g, d = statistics.mean(rates["graph"]), statistics.mean(rates["direct"])
         lines.append(f"| {level} concurrent: runs/s graph / direct (means {g:.2f} / {d:.2f}) "
                      f"| {fmt_interval(r[key])} |  |")
+        if f"direct_burn_over_direct_{level}" in r:
+            lines.append(f"| {level} concurrent: runs/s direct + {BURN_S * 1000:.0f} ms client CPU per run / direct "
+                         f"(mean {statistics.mean(rates['direct_burn']):.2f}) "
+                         f"| {fmt_interval(r[f'direct_burn_over_direct_{level}'])} |  |")
         lines += work_rows(r.get(f"work_{level}"), f"{level} concurrent")
     for key, label in (("r3_cache_off_s", "R3 with prefix caching off (own engine), median s"),
                        ("r3_ngram_spec_s", "R3 with ngram speculation (own engine), median s"),
@@ -404,7 +435,11 @@ def main() -> None:
     ap.add_argument("--spec", action="store_true", help="also R3 on an engine with ngram speculation")
     ap.add_argument("--note", default="", help="a line for the results file (e.g. how loaded the machine was)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (enforce_eager=False)")
+    ap.add_argument("--burn-ms", type=float, default=0.0,
+                    help="add a throughput condition: direct calls plus this much client CPU per run")
     args = ap.parse_args()
+    global BURN_S
+    BURN_S = args.burn_ms / 1000
     if args.compile:
         ENGINE_KW["enforce_eager"] = False
     args.pack = args.pack or ("scenes" if "scenes" in Path(args.model).name else "default")
