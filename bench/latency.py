@@ -265,7 +265,8 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
     from r3graph.prompts import load_pack
     from r3graph.serving import VLLMServer, chat_model_for_server
 
-    server = VLLMServer(args.model, startup_timeout=900).start()
+    # The server's own log is kept: a server that dies mid-benchmark must say why.
+    server = VLLMServer(args.model, startup_timeout=900, log_path=REPO / ".cache/logs/latency-server.log").start()
     try:
         model = chat_model_for_server(server.url)
         pack = load_pack(args.pack)
@@ -435,6 +436,7 @@ def main() -> None:
     ap.add_argument("--spec", action="store_true", help="also R3 on an engine with ngram speculation")
     ap.add_argument("--note", default="", help="a line for the results file (e.g. how loaded the machine was)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (enforce_eager=False)")
+    ap.add_argument("--out", default="latency", help="results file stem under bench/results")
     ap.add_argument("--burn-ms", type=float, default=0.0,
                     help="add a throughput condition: direct calls plus this much client CPU per run")
     args = ap.parse_args()
@@ -455,8 +457,8 @@ def main() -> None:
     out = f"# R3 latency\n\n{head}\n\n{table(r)}\n"
     print(out)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latency.md").write_text(out)
-    (RESULTS / "latency.json").write_text(json.dumps({"setup": head, **r}, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(out)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"setup": head, **r}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
