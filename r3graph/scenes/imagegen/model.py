@@ -35,8 +35,8 @@ def llama_config(vocab_size: int, *, hidden: int = 256, layers: int = 6, heads: 
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, head_dim=hidden // heads,
-        max_position_embeddings=MAX_POSITIONS, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
-        bos_token_id=BOS, eos_token_id=EOI, pad_token_id=PAD, torch_dtype="float32",
+        max_position_embeddings=MAX_POSITIONS, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        bos_token_id=BOS, eos_token_id=EOI, pad_token_id=PAD, dtype="float32",
     )
 
 
