@@ -66,7 +66,7 @@ class TokenImageSpec:
     image_tokenizer_path: str
     generation_prompt: str
     edit_prompt: str
-    image_side: int  # pixels a side the image tokenizer reads and writes ("image_size", default 64)
+    image_side: int  # pixels a side the image tokenizer reads ("image_size", default 64; its own attribute wins)
     max_positions: int  # the model's context: prompt + tokens_per_image must fit
 
     @classmethod
@@ -167,6 +167,8 @@ class TokenImageMaker:
         except Exception as exc:
             raise R3ConfigError(f"{self.spec.model_dir}/tokenizer.json cannot be read ({exc})") from None
         self._images = self.spec.load_image_tokenizer()
+        # The side the image tokenizer reads: its own word first (``image_size``), else r3graph.json's.
+        self.image_side = int(getattr(self._images, "image_size", None) or self.spec.image_side)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> TokenImageMaker:
@@ -235,7 +237,7 @@ class TokenImageMaker:
         return ids, "".join([*revised, text[last:end]])
 
     def _encode_image(self, png: bytes) -> list[int]:
-        side = self.spec.image_side
+        side = self.image_side
         try:
             with Image.open(io.BytesIO(png)) as img:
                 small = img.convert("RGB").resize((side, side), Image.Resampling.BOX)

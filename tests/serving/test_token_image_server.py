@@ -131,6 +131,29 @@ def test_unknown_words_are_read_as_unknown_and_reported_too_long_prompts_refused
     assert codes.status_code == 400 and codes.json()["error"]["code"] == "code_tokens_in_prompt"
 
 
+@pytest.mark.engine
+@pytest.mark.parametrize("api", ["images", "chat"])
+async def test_the_r3_graph_drives_it_through_the_unchanged_client(token_server: Any, api: str) -> None:
+    """Output mode image, judge always asking for one edit: 1 generation + 2 edits, each round a new PNG."""
+    from r3graph import R3Context, build_r3_graph
+    from tests.fakes import ScriptedChatModel
+
+    def judge(text: str, images: list[bytes]) -> str:
+        assert len(images) == 1 and text.endswith("Judge the image."), text
+        return json.dumps({"edit": "make the red circle blue"})
+
+    generations, edits = token_server.counts["generations"], token_server.counts["edits"]
+    async with OmniImageClient(token_server.url, api=api) as client:
+        graph = build_r3_graph(ScriptedChatModel(script=judge, sees_images=True), pack="scenes",
+                               image_backend=client).compile()
+        result = await graph.ainvoke({"instruction": PROMPT}, context=R3Context(
+            output="image", reflect="judge", max_rounds=2, image=ImageParams(seed=5, size="128x128")))
+    images = [r.image for r in result["rounds"]]
+    assert len(images) == 3 and len(set(images)) == 3 and result["stop_reason"] == "max_rounds"
+    assert all(_png_size(png) == (128, 128) for png in images) and result["image"] == images[-1]
+    assert (token_server.counts["generations"] - generations, token_server.counts["edits"] - edits) == (1, 2)
+
+
 _BAD_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("images/generations", {"json": {"prompt": PROMPT, "size": "8x8"}}),
     ("images/generations", {"json": {"prompt": PROMPT, "size": "big"}}),
