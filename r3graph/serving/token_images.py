@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import importlib
 import io
 import json
@@ -166,9 +167,31 @@ class TokenImageMaker:
             self._tokenizer = Tokenizer.from_file(str(self.spec.model_dir / "tokenizer.json"))
         except Exception as exc:
             raise R3ConfigError(f"{self.spec.model_dir}/tokenizer.json cannot be read ({exc})") from None
+        self._check_templates()
         self._images = self.spec.load_image_tokenizer()
         # The side the image tokenizer reads: its own word first (``image_size``), else r3graph.json's.
         self.image_side = int(getattr(self._images, "image_size", None) or self.spec.image_side)
+
+    def _check_templates(self) -> None:
+        """The templates' own tokens are known and each ``<cN>`` is one code token: otherwise every
+        request would fail (or quietly mean something else), so the directory is refused up front."""
+        k, lo = self.spec.tokens_per_image, self.spec.code_token_offset
+        codes = [f"<c{i % self.spec.codebook_size}>" for i in range(k)]
+        expected = [lo + i % self.spec.codebook_size for i in range(k)]
+        unk_token = getattr(self._tokenizer.model, "unk_token", None)
+        unk_id = self._tokenizer.token_to_id(unk_token) if unk_token else None
+        for name, text in (("generation_prompt", self.spec.generation_prompt.replace("{prompt}", "")),
+                           ("edit_prompt", self.spec.edit_prompt.replace("{instruction}", "")
+                            .replace("{source}", " ".join(codes)))):
+            try:
+                ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+            except Exception as exc:
+                raise R3ConfigError(f"{self.spec.model_dir}: tokenizer.json cannot read the {name} ({exc})") from None
+            if unk_id is not None and unk_id in ids:
+                raise R3ConfigError(f"{self.spec.model_dir}: the {name} holds words tokenizer.json does not know")
+            if name == "edit_prompt" and [i for i in ids if lo <= i < lo + self.spec.codebook_size] != expected:
+                raise R3ConfigError(f"{self.spec.model_dir}: tokenizer.json does not read <c0>..<c{k - 1}> as the "
+                                    f"code tokens {lo}.. (code_token_offset): check r3graph.json against it")
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> TokenImageMaker:
@@ -264,7 +287,12 @@ class TokenImageMaker:
     def _make(self, ids: list[int], revised: str | None, n: int, size: tuple[int, int], seed: int | None,
               fields: Mapping[str, Any]) -> Made:
         temperature = self._temperature(fields)
-        outputs = ENGINE_LOOP.submit(self._sample(ids, n, seed, temperature)).result(timeout=self.timeout_s)
+        future = ENGINE_LOOP.submit(self._sample(ids, n, seed, temperature))
+        try:
+            outputs = future.result(timeout=self.timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # cancels the task on the engine loop, which aborts the vLLM requests
+            raise ApiError(500, f"the model took longer than {self.timeout_s:.0f} s", "engine_timeout") from None
         images, produced, cached = [], 0, 0
         for tokens, num_cached in outputs:
             lo = self.spec.code_token_offset

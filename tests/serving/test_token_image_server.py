@@ -220,6 +220,8 @@ def test_the_cli_refuses_a_directory_without_r3graph_json_before_starting_vllm(t
     ({"codebook_size": 10_000}, "outside the model's vocabulary"),
     ({"tokens_per_image": "64"}, "tokens_per_image (int)"),
     ({"image_tokenizer": "no_such_package.mod:Thing"}, "cannot be imported"),
+    ({"generation_prompt": "<bos> <paint> {prompt} <boi>"}, "generation_prompt holds words tokenizer.json does not"),
+    ({"code_token_offset": 7}, "does not read <c0>..<c63> as the code tokens 7"),
 ])
 def test_a_bad_r3graph_json_is_a_config_error_naming_the_problem(token_model_dir: Path, tmp_path: Path,
                                                                  change: dict[str, Any], says: str) -> None:
