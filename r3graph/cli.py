@@ -1,6 +1,6 @@
 """``r3graph`` command line: ``serve`` a model with vLLM, ``run`` the R3 loop on an image (or, with
 ``--output image``, generate an image and refine it by edits), ``paint-server`` for the stand-in
-image generator, ``export`` trajectories."""
+image generator, ``image-server`` for a learned token-image model, ``export`` trajectories."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from r3graph.export_cli import add_export_parser, run_export
 from r3graph.report_cli import add_report_parser, run_report
 from r3graph.serving.cluster import ROUTER_POLICIES
 from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+from r3graph.serving.image_server import add_image_server_parser, run_image_server
 
 # argparse exits with 2 on a bad command line; a bad input or option found by our checks is the same
 # kind of mistake, so it gets the same status. A run that starts and fails exits with 1.
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Parsed by the paint server itself (main() hands it the rest of the command line).
     sub.add_parser("paint-server", help="the stand-in image generator (scene painter) on 127.0.0.1", add_help=False)
 
+    add_image_server_parser(sub)
     add_export_parser(sub)
     add_report_parser(sub)
     return ap
@@ -308,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args, passthrough)
         if passthrough:
             raise R3ConfigError("`--` passthrough flags are only for `serve`")
+        if args.command == "image-server":
+            return run_image_server(args)
         if args.command == "export":
             return run_export(args)
         if args.command == "report":

@@ -29,6 +29,8 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 _LAST = {"test_shutdown_leaves_no_child_process", "test_stop_leaves_nothing_running"}
 # Server tests that stop the session server and start (and kill) their own: after every other server test.
 _AFTER_SERVER = {"test_a_server_killed_mid_run_fails_typed_with_the_draft"}
+# Engine tests of another model: after the session engine's users, so it is stopped (for their own) once.
+_OTHER_MODEL_ENGINE = {"test_token_image_server.py"}
 
 _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
@@ -49,7 +51,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = 1 if item.get_closest_marker("engine") else 2 if item.get_closest_marker("server") else 0
         if item.get_closest_marker("cluster"):
             group = 4  # after every single-server test: the cluster stops the session server first
-        return group + int(name in _AFTER_SERVER), int(name in _LAST)
+        tier = 2 if name in _LAST else int(item.path.name in _OTHER_MODEL_ENGINE)
+        return group + int(name in _AFTER_SERVER), tier
 
     items.sort(key=key)
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from r3graph.serving.client import chat_model_for_server, discover_model
     from r3graph.serving.cluster import VLLMCluster, VLLMRouter
     from r3graph.serving.engine import ChatVLLMEngine
+    from r3graph.serving.image_server import ImageServerProcess, TokenImageServer
     from r3graph.serving.registry import ashutdown_engines, shutdown_engines
     from r3graph.serving.server import VLLMServer, VLLMServerError
 
@@ -21,6 +22,8 @@ _EXPORTS = {
     "shutdown_engines": "r3graph.serving.registry",
     "ashutdown_engines": "r3graph.serving.registry",
     "VLLMServer": "r3graph.serving.server",
+    "TokenImageServer": "r3graph.serving.image_server",
+    "ImageServerProcess": "r3graph.serving.image_server",
     "VLLMCluster": "r3graph.serving.cluster",
     "VLLMRouter": "r3graph.serving.cluster",
     "VLLMServerError": "r3graph.serving.server",
@@ -30,6 +33,8 @@ _EXPORTS = {
 
 __all__ = [
     "ChatVLLMEngine",
+    "ImageServerProcess",
+    "TokenImageServer",
     "VLLMCluster",
     "VLLMRouter",
     "VLLMServer",
