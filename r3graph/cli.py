@@ -19,7 +19,7 @@ from r3graph.errors import R3ConfigError, R3Error, R3ValidationError
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.report_cli import add_report_parser, run_report
 from r3graph.serving.cluster import ROUTER_POLICIES
-from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+from r3graph.serving.env import SHIPPED_IMAGE_MODEL_DIR, SHIPPED_MODEL_DIR, apply_vllm_env_defaults
 from r3graph.serving.image_server import add_image_server_parser, run_image_server
 
 # argparse exits with 2 on a bad command line; a bad input or option found by our checks is the same
@@ -129,13 +129,22 @@ async def _run_graph(
     return time.perf_counter() - t0
 
 
-def _stand_in(args: argparse.Namespace, say: Any) -> Any:
-    """The stand-in image generator, in-process on a free loopback port, for --image-server stand-in."""
-    from r3graph.scenes.paint_server import NOTICE, PaintServer
+def _own_image_server(args: argparse.Namespace, say: Any) -> Any:
+    """The image server this command starts (None for a URL): ``learned`` (default), the shipped
+    token-image model behind the image API in a child process (its own vLLM engine), or ``stand-in``,
+    the rule-based painter in process (a test oracle, not a model)."""
+    if args.output != "image" or args.image_server not in ("learned", "stand-in"):
+        return None
+    if args.image_server == "stand-in":
+        from r3graph.scenes.paint_server import NOTICE, PaintServer
 
-    server = PaintServer(error_rate=args.stand_in_error_rate, seed=args.seed or 0).start()
-    say(f"image generator: {server.url} ({NOTICE})")
-    return server
+        server = PaintServer(error_rate=args.stand_in_error_rate, seed=args.seed or 0).start()
+        say(f"image generator: {server.url} ({NOTICE})")
+        return server
+    from r3graph.serving.image_server import ImageServerProcess
+
+    say(f"image generator: starting {SHIPPED_IMAGE_MODEL_DIR.name} (learned, served by vLLM) on 127.0.0.1")
+    return ImageServerProcess(SHIPPED_IMAGE_MODEL_DIR).start()  # its output joins the run log
 
 
 def _save_images(rounds: list[Any], final: dict[str, Any], folder: str) -> dict[int, str]:
@@ -182,7 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from r3graph.telemetry import configure_tracing
 
-    recorder, tracing, stand_in = StageRecorder(), None, None
+    recorder, tracing, own_server = StageRecorder(), None, None
     inputs = {"instruction": args.instruction, "images": list(args.image or [])}
     details = {"model": "(not started)", "pack": str(args.pack), "reflect": args.reflect,
                "max_rounds": str(args.max_rounds), "select": args.select}
@@ -190,10 +199,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         backend = _backend_for(args)
         details |= {"model": f"{backend.model_name} ({backend.kind})", "pack": backend.pack}
         tracing = configure_tracing(args.trace)
-        stand_in = _stand_in(args, screen.say) if args.output == "image" and args.image_server == "stand-in" else None
-        image_url = stand_in.url if stand_in is not None else args.image_server if args.output == "image" else None
+        own_server = _own_image_server(args, screen.say)
+        image_url = own_server.url if own_server is not None else args.image_server if args.output == "image" else None
         if image_url is not None:
-            details["image generator"] = "stand-in painter (not a model)" if stand_in is not None else image_url
+            details["image generator"] = {"stand-in": "stand-in painter (not a model)",
+                                          "learned": f"{SHIPPED_IMAGE_MODEL_DIR.name} (learned)"}.get(
+                                              args.image_server, image_url)
         elapsed = asyncio.run(_run_graph(args, backend, checked, screen, image_url, recorder))
     except (Exception, KeyboardInterrupt) as exc:
         if args.report and isinstance(exc, R3Error) and exc.rounds:  # the work done, with the error
@@ -203,8 +214,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if tracing is not None:
             tracing()
-        if stand_in is not None:
-            stand_in.stop()
+        if own_server is not None:
+            own_server.stop()
         from r3graph.serving.registry import shutdown_engines
 
         shutdown_engines()
@@ -259,9 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--instruction", default="Describe the image.", help="the task, or the prompt for --output image")
     r.add_argument("--output", choices=["text", "image"], default="text",
                    help="image: generate from --instruction, judge, edit (needs an image server)")
-    r.add_argument("--image-server", default="stand-in",
-                   help="vllm-omni base URL (e.g. http://127.0.0.1:8001/v1), or 'stand-in' (default): the "
-                   "scene painter in-process, a stand-in for the generator")
+    r.add_argument("--image-server", default="learned",
+                   help="'learned' (default): the shipped token-image model served by vLLM behind the image API; "
+                   "a vllm-omni base URL (e.g. http://127.0.0.1:8001/v1); or 'stand-in': the rule-based scene "
+                   "painter in process (a test oracle, not a model)")
     r.add_argument("--image-model", default=None, help="model name sent to the image server")
     r.add_argument("--image-api", choices=["images", "chat"], default="images",
                    help="vllm-omni endpoints: images (/v1/images/*) or chat (/v1/chat/completions, BAGEL's example)")

@@ -79,8 +79,14 @@ def check_options(args: argparse.Namespace) -> R3Context:
     elif not (Path(args.model) / "config.json").is_file():
         raise R3ConfigError(f"--model {args.model}: no model there (config.json missing); pass an HF-format "
                             "model directory, or --base-url URL of a running server")
-    if args.output == "image" and args.image_server != "stand-in" and not _is_url(args.image_server):
-        raise R3ConfigError(f"--image-server {args.image_server!r}: pass 'stand-in' or an http(s) URL")
+    if args.output == "image" and args.image_server not in ("learned", "stand-in") and not _is_url(args.image_server):
+        raise R3ConfigError(f"--image-server {args.image_server!r}: pass 'learned', 'stand-in' or an http(s) URL")
+    if args.output == "image" and args.image_server == "learned":
+        from r3graph.serving.env import SHIPPED_IMAGE_MODEL_DIR
+
+        if not (SHIPPED_IMAGE_MODEL_DIR / "config.json").is_file():
+            raise R3ConfigError(f"--image-server learned: no learned generator at {SHIPPED_IMAGE_MODEL_DIR} (train it "
+                                "with python -m r3graph.scenes.imagegen.train); pass 'stand-in' or an http(s) URL")
     if args.report and not Path(args.report).expanduser().resolve().parent.is_dir():
         raise R3ConfigError(f"--report {args.report}: the folder {Path(args.report).parent} does not exist")
     return context

@@ -39,7 +39,7 @@ def _no_backend(args: Any) -> Any:
     ([], "--image FILE is required"),
     (["--output", "image", "--image", EXAMPLE], "--output image generates from --instruction alone"),
     (["--output", "image", "--size", "12"], "--size: Value error, size must look like '512x512'"),
-    (["--output", "image", "--image-server", "ftp://x"], "--image-server 'ftp://x': pass 'stand-in'"),
+    (["--output", "image", "--image-server", "ftp://x"], "--image-server 'ftp://x': pass 'learned', 'stand-in'"),
 ])
 def test_bad_input_fails_before_any_backend_in_one_line(
         argv: list[str], says: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

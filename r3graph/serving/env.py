@@ -17,6 +17,9 @@ from pathlib import Path
 # r3graph/serving/env.py -> repository root (only meaningful in a source checkout).
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "scenes-vlm"
+# The shipped learned image generator (a token-image model, see docs/image-mode.md): the CLI's default
+# for --output image.
+SHIPPED_IMAGE_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "scenes-imagegen"
 OFFLINE_ENV = "R3GRAPH_OFFLINE"
 
 

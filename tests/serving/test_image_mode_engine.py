@@ -65,7 +65,7 @@ def test_cli_generates_and_saves_every_round_over_http(server, tmp_path: Path) -
     out = subprocess.run(
         [sys.executable, "-m", "r3graph.cli", "run", "--output", "image", "--base-url", server.url,
          "--instruction", PROMPTS[0], "--reflect", "judge", "--max-rounds", "2", "--seed", "3",
-         "--stand-in-error-rate", "1.0", "--save-images", str(tmp_path), "--json"],
+         "--image-server", "stand-in", "--stand-in-error-rate", "1.0", "--save-images", str(tmp_path), "--json"],
         capture_output=True, text=True, timeout=300, check=True,
     )
     result = json.loads(out.stdout)  # one JSON object; image bytes are files, not JSON
