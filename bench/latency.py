@@ -15,7 +15,7 @@ On one engine, every run on a fresh scene image (no run is served from an earlie
 ``--cache-off`` / ``--spec`` add R3 on engines of their own (prefix caching off; ngram speculative
 decoding), started one after another: those are engine settings and cannot be interleaved on one
 engine. Targets: R3/one-shot <= 1.8x, >= 70% of those prompt tokens from the cache. Writes
-bench/results/latency.md and latency.json."""
+bench/results/<--out>.md and .json (default latency.md)."""
 
 from __future__ import annotations
 
