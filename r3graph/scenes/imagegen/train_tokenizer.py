@@ -29,7 +29,14 @@ import torch.nn.functional as F
 
 from r3graph.scenes.detector import VALIDATION_SEED, compare_scenes, detect
 from r3graph.scenes.imagegen.evaluate import ASPECTS, detector_summary, evaluate_tokenizer
-from r3graph.scenes.imagegen.fsq import TRAIN_COMMAND, ImageTokenizer, TokenizerConfig, TokenizerNet
+from r3graph.scenes.imagegen.fsq import (
+    TRAIN_COMMAND,
+    ImageTokenizer,
+    PaletteHead,
+    TokenizerConfig,
+    TokenizerNet,
+    to_images,
+)
 from r3graph.scenes.world import BACKGROUND, generate_scenes, render
 
 DEV_SEED = 999  # scenes for decisions while developing (architecture, loss, steps)
@@ -49,16 +56,14 @@ def pixel_weights(target: torch.Tensor, object_weight: float) -> torch.Tensor:
     return 1 + object_weight * F.max_pool2d(on, 3, stride=1, padding=1)
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+def lr_at(progress: float, step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine from ``peak`` to 5% of it as ``progress`` goes from 0 to 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def dev_exact(tokenizer: ImageTokenizer, scenes: list, images: torch.Tensor) -> float:
-    from r3graph.scenes.imagegen.fsq import to_images
-
     tokenizer.net.eval()
     with torch.inference_mode():
         recon = to_images(tokenizer.net(images.float() / 127.5 - 1))
@@ -71,7 +76,7 @@ def train(args: argparse.Namespace) -> tuple[ImageTokenizer, dict[str, Any]]:
     rng = random.Random(args.seed)
     t0 = time.time()
     config = TokenizerConfig(levels=tuple(args.levels), width=args.width, latent_width=args.latent_width,
-                             blocks=args.blocks)
+                             blocks=args.blocks, fine_width=args.fine_width, output=args.output)
     images = images_to_tensor(generate_scenes(args.seed, args.train_scenes), config.image_size)
     dev_scenes = generate_scenes(DEV_SEED, args.dev_scenes)
     dev_images = images_to_tensor(dev_scenes, config.image_size)
@@ -85,20 +90,37 @@ def train(args: argparse.Namespace) -> tuple[ImageTokenizer, dict[str, Any]]:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.99))
     log: list[dict[str, float]] = []
-    running = {"loss": 0.0, "l1": 0.0, "mse": 0.0}
-    step = 0
+    running = {"loss": 0.0, "l1": 0.0, "mse": 0.0, "colour_ce": 0.0}
+    done = 0
+    train_start = time.time()
     for step in range(args.steps):
+        # The schedule runs on whichever budget is spent faster, steps or minutes: on a machine shared
+        # with other jobs a step can take twice as long, and a run cut off at the time limit would stop
+        # at a high learning rate; this way it always ends annealed (the card says how many steps ran).
+        progress = max(step / args.steps, (time.time() - train_start) / (60 * args.max_minutes))
+        if progress >= 1.0:
+            print(f"stopping at step {step}: --max-minutes spent", flush=True)
+            break
         idx = torch.tensor(rng.sample(range(len(images)), args.batch_size))
         x = images[idx].float() / 127.5 - 1
         flip = torch.rand(len(x)) < 0.5  # mirrored scenes are scenes: the shapes are left-right symmetric
         x[flip] = x[flip].flip(-1)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        out = net(x)
+            g["lr"] = lr_at(progress, step, args.lr, args.warmup)
+        hidden = net.decoder[:-1](net.quantize(x))
+        out = net.decoder[-1](hidden)
         w = pixel_weights(x, args.object_weight)
         l1 = (w * (out - x).abs()).mean()
         mse = (w * (out - x) ** 2).mean()
         loss = l1 + args.mse_weight * mse
+        if isinstance(net.decoder[-1], PaletteHead) and args.colour_weight > 0:
+            # Cross-entropy on which palette colour each object pixel holds: the pixel loss alone lets
+            # an unsure decoder blend two colours into a third, which the detector reads as another object.
+            index, mask = net.decoder[-1].colour_targets(x)
+            ce = F.cross_entropy(hidden[:, :-1], index, reduction="none")
+            colour = (ce * mask).sum() / mask.sum().clamp(min=1)
+            loss = loss + args.colour_weight * colour
+            running["colour_ce"] += colour.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -106,6 +128,7 @@ def train(args: argparse.Namespace) -> tuple[ImageTokenizer, dict[str, Any]]:
         running["loss"] += loss.item()
         running["l1"] += l1.item()
         running["mse"] += mse.item()
+        done = step + 1
         if (step + 1) % args.log_every == 0:
             elapsed = time.time() - t0
             entry = {"step": step + 1, "minutes": elapsed / 60, "lr": opt.param_groups[0]["lr"],
@@ -115,12 +138,9 @@ def train(args: argparse.Namespace) -> tuple[ImageTokenizer, dict[str, Any]]:
             print(" ".join(f"{k} {v:.4g}" for k, v in entry.items()), flush=True)
             log.append(entry)
             running = dict.fromkeys(running, 0.0)
-            if elapsed > args.max_minutes * 60:
-                print(f"stopping early at step {step + 1}: past --max-minutes", flush=True)
-                break
     net.eval()
     train_minutes = (time.time() - t0) / 60
-    return tokenizer, {"steps_done": step + 1, "train_minutes": train_minutes, "parameters": n_params, "log": log}
+    return tokenizer, {"steps_done": done, "train_minutes": train_minutes, "parameters": n_params, "log": log}
 
 
 def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, Any], dev: dict[str, Any]) -> str:
@@ -139,7 +159,9 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
         f"- Command: `{info['command']}`",
         f"- From scratch, {info['steps_done']} steps of batch {args.batch_size} on {args.train_scenes} scenes "
         f"of seed {args.seed} (mirrored at random), AdamW peak lr {args.lr}, loss L1 + {args.mse_weight} x MSE, "
-        f"object pixels weighted {1 + args.object_weight:g}x.",
+        f"object pixels weighted {1 + args.object_weight:g}x; output {args.output}"
+        + (f", plus {args.colour_weight} x palette cross-entropy on object pixels."
+           if args.output == "palette" else "."),
         f"- Wall time {info['train_minutes']:.1f} min training, {info['total_minutes']:.1f} min with evaluation; "
         f"torch threads {args.threads}; machine {info['machine']} (shared with other jobs).",
         f"- {info['parameters']:,} parameters, float32 safetensors ({info['weights_bytes'] / 2**20:.1f} MiB).",
@@ -176,14 +198,18 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--latent-width", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--fine-width", type=int, default=16)
+    ap.add_argument("--output", choices=("palette", "rgb"), default="palette")
     ap.add_argument("--object-weight", type=float, default=4.0)
     ap.add_argument("--mse-weight", type=float, default=1.0)
+    ap.add_argument("--colour-weight", type=float, default=0.1, help="palette cross-entropy on object pixels")
     ap.add_argument("--dev-scenes", type=int, default=300)
     ap.add_argument("--held-out-scenes", type=int, default=1000)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--dev-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-minutes", type=float, default=14.0, help="stop training early (and say so) past this")
+    ap.add_argument("--max-minutes", type=float, default=13.0,
+                    help="training time budget; the lr schedule ends when it or --steps is spent")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
