@@ -168,6 +168,9 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
         f"object pixels weighted {1 + args.object_weight:g}x; output {args.output}"
         + (f", plus {args.colour_weight} x palette cross-entropy on object pixels."
            if args.output == "palette" else "."),
+        f"- Forward pass in {'bfloat16 autocast' if args.bf16 else 'float32'} (channels-last) while training; "
+        "weights, losses and inference in float32. The learning-rate schedule (warm-up, cosine to 5%) runs on "
+        f"whichever is spent first, {args.steps} steps or {args.max_minutes:g} CPU minutes of the one thread.",
         f"- Wall time {info['train_minutes']:.1f} min training ({info['train_cpu_minutes']:.1f} min of CPU time), "
         f"{info['total_minutes']:.1f} min with data and evaluation; "
         f"torch threads {args.threads}; machine {info['machine']} (shared with other jobs).",
@@ -189,7 +192,12 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
         f"(batched, {args.threads} thread).", "",
         "## Limits", "",
         "Trained on scene-world images only (six palette colours on one background, four shapes); other "
-        "images encode to codes, but their reconstructions mean nothing.", ""])
+        "images encode to codes, but their reconstructions mean nothing."
+        + (" The palette output head can only draw the background blended with one of the world's six "
+           "colours per pixel: exact colours for scene images, by construction." if args.output == "palette"
+           else ""),
+        "Wall times were taken on a 2-core machine shared with other jobs; the CPU minutes are what the "
+        "run used.", ""])
 
 
 def main() -> None:
