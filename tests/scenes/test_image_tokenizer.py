@@ -115,15 +115,25 @@ def test_detector_reads_reconstructions_of_held_out_scenes(shipped: ImageTokeniz
     assert binomial_lower_bound(exact, N) > CLAIMED_RATE, f"{exact}/{N} exact"
 
 
-def test_codes_are_stable_under_a_second_round_trip(shipped: ImageTokenizer, held_out: list) -> None:
-    """Re-encoding a reconstruction lands on (nearly) the same codes, and what the detector reads in the
-    second reconstruction is the first one's: decoding is no drift away from the image."""
-    images = [render(s) for s in held_out[:50]]
+def test_a_second_round_trip_reads_like_the_first(shipped: ImageTokenizer, held_out: list) -> None:
+    """decode(encode(.)) applied to its own output: the detector reads the second reconstruction as the
+    same scene as the first (the claim and the bound of the test above), and most codes come back."""
+    images = [render(s) for s in held_out]
     codes = shipped.encode(images)
     first = shipped.decode(codes)
     again = shipped.encode(first)
-    assert (again == codes).mean() > 0.9
     second = shipped.decode(again)
-    same = sum(detect(a) == detect(b) for a, b in zip(first, second, strict=True))
-    assert same >= 45, f"{same}/50 second reconstructions read like the first"
-    assert np.array_equal(shipped.encode(images[:7]), codes[:7])  # the batch it sits in changes nothing
+    same = sum(compare_scenes(detect(b), detect(a)).exact for a, b in zip(first, second, strict=True))
+    assert binomial_lower_bound(same, N) > CLAIMED_RATE, f"{same}/{N} second reconstructions read like the first"
+    # Tokens are not independent draws (one image's codes move together), so this is a plain share, not
+    # a bound: three quarters of the codes surviving says decoded images sit near fixed points of the
+    # encoder; random weights keep about 8% (a code sits near a rounding edge and flips now and then).
+    assert (again == codes).mean() > 0.75
+
+
+def test_codes_do_not_depend_on_the_batch(shipped: ImageTokenizer, held_out: list) -> None:
+    images = [render(s) for s in held_out[:20]]
+    codes = shipped.encode(images)
+    assert np.array_equal(shipped.encode(images[:7]), codes[:7])
+    assert all(np.array_equal(shipped.encode([image])[0], row) for image, row in zip(images, codes, strict=True))
+    assert np.array_equal(shipped.encode(images), codes)  # and encoding is deterministic
