@@ -7,6 +7,8 @@ to one of ``levels[i]`` values, and the tuple of rounded values *is* the code (m
 
 The 64x64 image becomes an 8x8 grid of codes, 64 tokens in row-major order. Both halves work at low
 resolution and move pixels with pixel (un)shuffle, so a training step stays cheap on one CPU thread.
+The decoder's last layer (:class:`PaletteHead`) paints each pixel as the background blended with one of
+the world's colours, the way the renderer anti-aliases, so reconstructed colours are exact.
 """
 
 from __future__ import annotations
