@@ -46,7 +46,8 @@ def write_card(out: Path, result: dict) -> None:
         f"Command: `{result['command']}` (seed {a['seed']}, data seed {d['seed']};"
         f" {result['torch_threads']} torch threads).",
         f"{result['parameters']:,} parameters ({a['layers']} layers, hidden {a['hidden']}, head size 64, MLP"
-        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']} (edit share"
+        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']} (the schedule ended by"
+        f" {result['stopped_by']}: --steps {a['steps']} or --max-minutes {a['max_minutes']}; edit share"
         f" {a['edit_share']}), AdamW peak lr {a['lr']}, cosine to 10%.",
         f"Wall time: {result['train_minutes']} min training (data generation and encoding included,"
         f" {result['setup_seconds']} s), {result['total_minutes']} min with the held-out evaluation, on a"
