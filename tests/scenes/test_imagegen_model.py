@@ -120,7 +120,7 @@ def test_shipped_generator_beats_chance_on_held_out_prompts():
     from r3graph.evaluation.image_scores import score_spec
     from r3graph.evaluation.stats import binomial_lower_bound
     from r3graph.scenes.detector import detect
-    from r3graph.scenes.imagegen.evaluate import generate_codes
+    from r3graph.scenes.imagegen.evaluate_generator import generate_codes
     from r3graph.scenes.imagegen.fsq import ImageTokenizer
 
     model, vocab, meta = load(SHIPPED)

@@ -79,7 +79,7 @@ def write_card(out: Path, result: dict) -> None:
         "result* = same objects, sizes and pairwise relations as `painter.apply_edit` gives (for `add` that is",
         "one of many right places, so this is a lower bound).",
         "",
-        "Reproduce: `python -m r3graph.scenes.imagegen.evaluate --model r3graph/models/scenes-imagegen`.",
+        "Reproduce: `python -m r3graph.scenes.imagegen.evaluate_generator --model r3graph/models/scenes-imagegen`.",
         "",
     ]
     (out / "MODEL_CARD.md").write_text("\n".join(text))

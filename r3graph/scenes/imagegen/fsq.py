@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from r3graph.scenes.world import BACKGROUND, RGB
+
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "scenes-imagegen" / "tokenizer"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -37,6 +39,8 @@ class TokenizerConfig:
     width: int = 32  # channels at 16x16
     latent_width: int = 64  # channels at 8x8
     blocks: int = 2  # residual blocks per resolution in each half
+    fine_width: int = 16  # channels of the decoder's last stage, at 32x32 (0: none, 16x16 -> 64 px directly)
+    output: str = "palette"  # "palette": background blended with the world's colours; "rgb": free colours
 
     @classmethod
     def from_dict(cls, data: dict) -> TokenizerConfig:
@@ -95,13 +99,60 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class PaletteHead(nn.Module):
+    """Per pixel: which world colour (softmax over the palette) and how much of it (sigmoid), blended
+    over the background as the renderer's anti-aliasing blends it. Every output pixel then lies on a
+    background-to-colour line, so colours are exact by construction and the decoder only has to learn
+    where each colour is and how much of a pixel it covers: the edges."""
+
+    channels = len(RGB) + 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        background = torch.tensor(BACKGROUND, dtype=torch.float32) / 127.5 - 1
+        colours = torch.tensor(list(RGB.values()), dtype=torch.float32) / 127.5 - 1
+        self.register_buffer("background", background.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("directions", colours - background, persistent=False)
+
+    background: torch.Tensor
+    directions: torch.Tensor
+
+    def colour_targets(self, images: torch.Tensor, min_alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+        """(palette index per pixel, mask of pixels holding at least ``min_alpha`` of a colour) of
+        images in [-1, 1]: the colour whose background-to-colour line passes nearest the pixel."""
+        diff = images - self.background
+        norms = (self.directions**2).sum(1)
+        fitted = (torch.einsum("nchw,dc->ndhw", diff, self.directions) / norms.view(1, -1, 1, 1)).clamp(0, 1)
+        residual = (diff.unsqueeze(1) - fitted.unsqueeze(2) * self.directions.view(1, -1, 3, 1, 1)).norm(dim=2)
+        index = residual.argmin(1)
+        alpha = fitted.gather(1, index.unsqueeze(1)).squeeze(1)
+        return index, alpha >= min_alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        which = torch.softmax(x[:, :-1], dim=1)
+        colour = torch.einsum("nchw,cd->ndhw", which, self.directions)
+        return self.background + torch.sigmoid(x[:, -1:]) * colour
+
+
 class TokenizerNet(nn.Module):
-    """Encoder (64 px -> 16x16 by unshuffle -> 8x8 by a stride-2 conv) and its mirror image."""
+    """Encoder (64 px -> 16x16 by unshuffle -> 8x8 by a stride-2 conv) and its mirror image, which
+    goes on to 32x32 (``fine_width`` channels) before the last pixel shuffle."""
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
-        c, cl, d = config.width, config.latent_width, len(config.levels)
+        if config.output not in ("palette", "rgb"):
+            raise ValueError(f"output must be 'palette' or 'rgb', got {config.output!r}")
+        c, cl, d, cf = config.width, config.latent_width, len(config.levels), config.fine_width
         unshuffle = config.image_size // (2 * config.grid)  # 64 px, 8 cells -> 4 (to 16x16), then stride 2
+        out = PaletteHead.channels if config.output == "palette" else 3
+        if cf:
+            last: list[nn.Module] = [nn.Conv2d(c, 4 * cf, 3, padding=1), nn.PixelShuffle(2), ResBlock(cf),
+                                     nn.GroupNorm(8, cf), nn.SiLU(), nn.Conv2d(cf, out * (unshuffle // 2)**2, 3,
+                                                                               padding=1),
+                                     nn.PixelShuffle(unshuffle // 2)]
+        else:
+            last = [nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, out * unshuffle**2, 3, padding=1),
+                    nn.PixelShuffle(unshuffle)]
         self.encoder = nn.Sequential(
             nn.PixelUnshuffle(unshuffle), nn.Conv2d(3 * unshuffle**2, c, 3, padding=1),
             *(ResBlock(c) for _ in range(config.blocks)),
@@ -112,8 +163,8 @@ class TokenizerNet(nn.Module):
             nn.Conv2d(d, cl, 3, padding=1),
             *(ResBlock(cl) for _ in range(config.blocks)),
             nn.Conv2d(cl, 4 * c, 3, padding=1), nn.PixelShuffle(2),
-            *(ResBlock(c) for _ in range(config.blocks)),
-            nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, 3 * unshuffle**2, 3, padding=1), nn.PixelShuffle(unshuffle))
+            *(ResBlock(c) for _ in range(config.blocks)), *last,
+            *([PaletteHead()] if config.output == "palette" else []))
         self.fsq = FSQ(config.levels)
 
     def quantize(self, images: torch.Tensor) -> torch.Tensor:

@@ -170,7 +170,7 @@ def train(args: argparse.Namespace) -> dict:
               "train_minutes": round(train_minutes, 2),
               "setup_seconds": round(setup, 1), "torch_threads": args.threads, "log": log}
     if not args.no_eval:
-        from r3graph.scenes.imagegen.evaluate import evaluate
+        from r3graph.scenes.imagegen.evaluate_generator import evaluate
 
         result["held_out"] = evaluate(model, vocab, image_tokenizer, n_prompts=args.eval_prompts,
                                       n_edits=args.eval_edits)
