@@ -123,6 +123,8 @@ def evaluate(model, vocab: Vocab, tokenizer, n_prompts: int = 300, n_edits: int 
                                                                                 sample=sample), cases),
                         "edit": score_edits(tokenizer, generate_codes(model, vocab, edit_prompts, sample=sample),
                                             triples)}
+    # A generator that returns the painting unchanged: what the edit scores are worth against doing nothing.
+    result["copy_source_baseline"] = {"edit": score_edits(tokenizer, sources, triples)}
     # Ceilings: right images (the painter's layout of each prompt; the exact editor's result) through the tokenizer.
     rng = random.Random(0)
     right = encode_scenes(tokenizer, [layout(c.prompt, rng) for c in cases])
@@ -130,6 +132,20 @@ def evaluate(model, vocab: Vocab, tokenizer, n_prompts: int = 300, n_edits: int 
                                    "edit": score_edits(tokenizer, encode_scenes(tokenizer, [t.target for t in triples]),
                                                        triples)}
     return result
+
+
+def untrained_baseline(model, vocab: Vocab, tokenizer, n_prompts: int = 300, seed: int = 0) -> dict:
+    """Generation scores of an untrained model of ``model``'s architecture (the chance level the shipped
+    weights' test bound is set against)."""
+    from transformers import LlamaForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        untrained = LlamaForCausalLM(model.config).eval()
+    cases = geneval_prompts(n_prompts)
+    prompts = [vocab.generation_prompt(c.prompt) for c in cases]
+    return {mode: score_generation(tokenizer, generate_codes(untrained, vocab, prompts, sample=mode == "sampled"),
+                                   cases) for mode in ("greedy", "sampled")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -170,10 +170,12 @@ def train(args: argparse.Namespace) -> dict:
               "train_minutes": round(train_minutes, 2),
               "setup_seconds": round(setup, 1), "torch_threads": args.threads, "log": log}
     if not args.no_eval:
-        from r3graph.scenes.imagegen.evaluate_generator import evaluate
+        from r3graph.scenes.imagegen.evaluate_generator import evaluate, untrained_baseline
 
         result["held_out"] = evaluate(model, vocab, image_tokenizer, n_prompts=args.eval_prompts,
                                       n_edits=args.eval_edits)
+        result["held_out"]["untrained_baseline"] = untrained_baseline(model, vocab, image_tokenizer,
+                                                                      args.eval_prompts)
     result["total_minutes"] = round((time.time() - t0) / 60, 2)
     (out / "training_log.json").write_text(json.dumps(result, indent=1) + "\n")
     if "held_out" in result:
