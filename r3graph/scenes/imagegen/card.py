@@ -50,8 +50,8 @@ def write_card(out: Path, result: dict) -> None:
         f" {result['stopped_by']}: --steps {a['steps']} or --max-minutes {a['max_minutes']}; edit share"
         f" {a['edit_share']}), AdamW peak lr {a['lr']}, cosine to 10%.",
         f"Wall time: {result['train_minutes']} min training (of which {result['setup_seconds']} s loading the"
-        " examples, which the same code had cached beforehand, and encoding their images), {result['total_minutes']} min with the held-out evaluation, on a"
-        " 2-core machine shared with other jobs.",
+        " examples, which the same code had cached beforehand, and encoding their images),"
+        f" {result['total_minutes']} min with the held-out evaluation, on a 2-core machine shared with other jobs.",
         "",
         f"Data (`r3graph/scenes/imagegen/data.py`): {d['generation_sequences']:,} generation pairs (world captions"
         f" of {d['captions']:,} random scenes, half with sizes dropped; GenEval-template prompts laid out by the"
