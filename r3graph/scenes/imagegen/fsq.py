@@ -75,7 +75,7 @@ class FSQ(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(..., d) -> quantized values in [-1, 1] per channel, same shape."""
-        bounded = self._bound(z)
+        bounded = self._bound(z.float())  # float32 even under autocast: bf16 would move the rounding edges
         rounded = bounded + (torch.round(bounded) - bounded).detach()
         return rounded / (self.levels // 2)
 
