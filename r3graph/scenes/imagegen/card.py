@@ -46,11 +46,12 @@ def write_card(out: Path, result: dict) -> None:
         f"Command: `{result['command']}` (seed {a['seed']}, data seed {d['seed']};"
         f" {result['torch_threads']} torch threads).",
         f"{result['parameters']:,} parameters ({a['layers']} layers, hidden {a['hidden']}, head size 64, MLP"
-        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']} (edit share"
+        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']} (the schedule ended by"
+        f" {result['stopped_by']}: --steps {a['steps']} or --max-minutes {a['max_minutes']}; edit share"
         f" {a['edit_share']}), AdamW peak lr {a['lr']}, cosine to 10%.",
-        f"Wall time: {result['train_minutes']} min training (data generation and encoding included,"
-        f" {result['setup_seconds']} s), {result['total_minutes']} min with the held-out evaluation, on a"
-        " 2-core machine shared with other jobs.",
+        f"Wall time: {result['train_minutes']} min training (of which {result['setup_seconds']} s loading the"
+        " examples, which the same code had cached beforehand, and encoding their images),"
+        f" {result['total_minutes']} min with the held-out evaluation, on a 2-core machine shared with other jobs.",
         "",
         f"Data (`r3graph/scenes/imagegen/data.py`): {d['generation_sequences']:,} generation pairs (world captions"
         f" of {d['captions']:,} random scenes, half with sizes dropped; GenEval-template prompts laid out by the"
@@ -74,11 +75,16 @@ def write_card(out: Path, result: dict) -> None:
         "",
         *_table(held),
         "",
+        f"Untrained model of the same architecture (chance): generation exact greedy"
+        f" {_fmt(held['untrained_baseline']['greedy']['overall'])}, sampled"
+        f" {_fmt(held['untrained_baseline']['sampled']['overall'])}. Returning the painting"
+        f" unchanged fixes {_fmt(held['copy_source_baseline']['edit']['fixed'])} of the edits.",
+        "",
         "Edit columns: *fixes* = the edited image satisfies the prompt the painting was for; *exact editor's",
         "result* = same objects, sizes and pairwise relations as `painter.apply_edit` gives (for `add` that is",
         "one of many right places, so this is a lower bound).",
         "",
-        "Reproduce: `python -m r3graph.scenes.imagegen.evaluate --model r3graph/models/scenes-imagegen`.",
+        "Reproduce: `python -m r3graph.scenes.imagegen.evaluate_generator --model r3graph/models/scenes-imagegen`.",
         "",
     ]
     (out / "MODEL_CARD.md").write_text("\n".join(text))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -47,10 +48,11 @@ _SIZE_FREE = re.compile(r" (small|large) ")
 
 @dataclass(frozen=True)
 class DataConfig:
-    captions: int = 12000
-    geneval_layouts: int = 2  # layouts per GenEval-template prompt (unsized and sized each)
-    mistakes: int = 10000
-    random_edits: int = 5000
+    # Sized to what ~35 min on a shared 2-core machine can use (about 1.5 passes).
+    captions: int = 8000
+    geneval_layouts: int = 1  # layouts per GenEval-template prompt (unsized and sized each)
+    mistakes: int = 7000
+    random_edits: int = 3000
     seed: int = TRAIN_SEED
 
 
@@ -202,6 +204,21 @@ def _tokenizer_digest(tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
+def examples(cfg: DataConfig, cache: Path = CACHE) -> tuple[list[GenPair], list[EditTriple]]:
+    """Generation pairs and edit triples (cached: they do not depend on the image tokenizer)."""
+    key = hashlib.sha256(json.dumps(asdict(cfg)).encode()).hexdigest()[:16]
+    file = cache / f"examples-{key}.pkl"
+    if file.is_file():
+        with file.open("rb") as f:
+            loaded: tuple[list[GenPair], list[EditTriple]] = pickle.load(f)  # our own cache file
+        return loaded
+    made = generation_pairs(cfg), edit_triples(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    with file.open("wb") as f:
+        pickle.dump(made, f)
+    return made
+
+
 def encoded_dataset(tokenizer, cfg: DataConfig, cache: Path = CACHE) -> Encoded:
     """The training data, encoded (from the cache when the tokenizer and settings are the same)."""
     key = hashlib.sha256(json.dumps([asdict(cfg), _tokenizer_digest(tokenizer)]).encode()).hexdigest()[:16]
@@ -210,7 +227,7 @@ def encoded_dataset(tokenizer, cfg: DataConfig, cache: Path = CACHE) -> Encoded:
         z = np.load(file, allow_pickle=False)
         return Encoded(list(z["gen_prompts"]), z["gen_codes"], list(z["edit_instructions"]), z["edit_sources"],
                        z["edit_targets"])
-    gen, edits = generation_pairs(cfg), edit_triples(cfg)
+    gen, edits = examples(cfg, cache)
     data = Encoded([g.prompt for g in gen], encode_scenes(tokenizer, [g.scene for g in gen]),
                    [e.instruction for e in edits], encode_scenes(tokenizer, [e.source for e in edits]),
                    encode_scenes(tokenizer, [e.target for e in edits]))
@@ -220,16 +237,3 @@ def encoded_dataset(tokenizer, cfg: DataConfig, cache: Path = CACHE) -> Encoded:
                         edit_targets=data.edit_targets)
     return data
 
-
-__all__ = [
-    "DataConfig",
-    "EditTriple",
-    "Encoded",
-    "GenPair",
-    "edit_triples",
-    "encode_scenes",
-    "encoded_dataset",
-    "generation_pairs",
-    "held_out_edits",
-    "held_out_prompts",
-]
