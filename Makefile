@@ -41,8 +41,13 @@ $(OMNI_VENV)/.installed: tests/conformance/requirements-omni.txt Makefile
 
 omni-env: $(OMNI_VENV)/.installed
 
+# Text from an image, then an image from text: the learned generator (served by vLLM behind the image
+# API) draws it, scenes-vlm judges it, the generator edits it; round images land in .cache/demo-images.
 demo: setup
 	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
+	$(VENV)/bin/r3graph run --output image --reflect judge --max-rounds 2 --seed 1 \
+	  --instruction "a red circle and a blue square . the red circle is left of the blue square ." \
+	  --save-images .cache/demo-images
 
 test: setup browser omni-env
 	R3GRAPH_REQUIRE_OMNI=1 $(PY) -m pytest -q

@@ -30,7 +30,7 @@ from r3graph.image_generation import ImageParams
 from r3graph.serving.image_client import OmniImageClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from image_quality import LEARNED_MODEL_DIR, RESULTS  # the benchmark's own defaults
+from image_quality import LEARNED_MODEL_DIR, RESULTS, SERVER_LOG  # the benchmark's own defaults
 
 CELL = 128  # images are drawn at this side (nearest neighbour: the pixels the judge saw, enlarged)
 TEXT_H = 76
@@ -42,7 +42,7 @@ def _generator(args: argparse.Namespace) -> Any:
     if args.generator == "learned":
         from r3graph.serving.image_server import ImageServerProcess
 
-        return ImageServerProcess(args.generator_model, log_path=RESULTS / "image_server.log")
+        return ImageServerProcess(args.generator_model, log_path=SERVER_LOG)
     from r3graph.scenes.paint_server import PaintServer
 
     return PaintServer(error_rate=0.5, seed=0)

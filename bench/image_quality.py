@@ -62,6 +62,7 @@ from r3graph.serving.image_client import OmniImageClient
 # Where the learned generator is shipped (trained by python -m r3graph.scenes.imagegen.train).
 LEARNED_MODEL_DIR = Path(__file__).resolve().parents[1] / "r3graph/models/scenes-imagegen"
 RESULTS = Path(__file__).parent / "results"
+SERVER_LOG = Path(__file__).resolve().parents[1] / ".cache/logs/image_server.log"  # the image server's own log
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def _generator(args: argparse.Namespace, rate: float) -> Any:
     if args.generator == "learned":
         from r3graph.serving.image_server import ImageServerProcess
 
-        return ImageServerProcess(args.generator_model, log_path=Path(args.out) / "image_server.log")
+        return ImageServerProcess(args.generator_model, log_path=SERVER_LOG)
     return PaintServer(error_rate=rate, kinds=MISTAKE_KINDS, seed=0)
 
 
