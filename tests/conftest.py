@@ -51,7 +51,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = 1 if item.get_closest_marker("engine") else 2 if item.get_closest_marker("server") else 0
         if item.get_closest_marker("cluster"):
             group = 4  # after every single-server test: the cluster stops the session server first
-        tier = 2 if name in _LAST else int(item.path.name in _OTHER_MODEL_ENGINE)
+        # Another model's engine tests come after _LAST ones: those check the session engine's own
+        # shutdown, which needs it still running (the other model's fixture stops it first).
+        tier = 3 if item.path.name in _OTHER_MODEL_ENGINE else 2 if name in _LAST else 0
         return group + int(name in _AFTER_SERVER), tier
 
     items.sort(key=key)
