@@ -37,8 +37,12 @@ class ImageCaller:
     deadline: float | None = None
     usage: Usage = field(default_factory=Usage)
 
-    async def generate(self, stage: str, prompt: str) -> bytes:
+    async def generate(self, stage: str, prompt: str, *, sample: int = 0) -> bytes:
+        """``sample`` > 0 asks for another sample of the same prompt: a seeded request moves its seed
+        by that much, or it would return the same image again."""
         params = self.context.image
+        if sample and params.seed is not None:
+            params = params.model_copy(update={"seed": params.seed + sample})
         with self._span(stage, GENERATE, prompt) as span:
             png = await bounded_call(stage, self.backend.agenerate(prompt, params),
                                      self.context, self.deadline)

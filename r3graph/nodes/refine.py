@@ -65,7 +65,7 @@ class RefineNode:
         reflection = previous.reflection
         critique = reflection.critique if reflection else ""
         if not critique:
-            png = await images.generate("refine", state["instruction"])
+            png = await images.generate("refine", state["instruction"], sample=index)  # a new sample
             return Round(index=index, draft=state["instruction"], image=png), images.usage
         usage = Usage()
         instruction = critique

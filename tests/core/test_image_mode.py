@@ -195,6 +195,26 @@ async def test_a_failed_edit_keeps_the_first_image_in_the_error(wrong_colour: Pa
     assert decode_scene(err.value.best_image) is not None and len(err.value.rounds) == 1
 
 
+async def test_no_reflect_regenerates_a_new_sample_not_the_same_seed(wrong_colour: PaintServer) -> None:
+    seeds: list[int | None] = []
+
+    class Recording:
+        def __init__(self, inner: OmniImageClient) -> None:
+            self.inner, self.model = inner, inner.model
+
+        async def agenerate(self, prompt: str, params: ImageParams) -> bytes:
+            seeds.append(params.seed)
+            return await self.inner.agenerate(prompt, params)
+
+        async def aedit(self, image: bytes, instruction: str, params: ImageParams) -> bytes:
+            raise AssertionError("no reflect: nothing to edit")
+
+    async with OmniImageClient(wrong_colour.url) as client:
+        result = await image_graph(oracle(), Recording(client)).ainvoke(
+            {"instruction": PROMPT}, context=context(reflect="none", max_rounds=2))
+    assert seeds == [7, 8, 9] and len(result["rounds"]) == 3  # each round its own seed: a new sample
+
+
 async def test_bad_requests_fail_before_any_call(wrong_colour: PaintServer) -> None:
     model = oracle()
     async with OmniImageClient(wrong_colour.url) as client:
