@@ -9,6 +9,7 @@ broken reply fails in the stage that received it and not inside the chat model's
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from r3graph.calls import bounded_call
 from r3graph.context import R3Context
 from r3graph.errors import R3InputError, R3ModelError
-from r3graph.image_decode import checked_png
+from r3graph.image_decode import checked_png, is_small_png
 from r3graph.image_generation import ImageBackend
 from r3graph.image_worker import run_in_worker
 from r3graph.state import Usage
@@ -61,11 +62,13 @@ class ImageCaller:
             raise R3ModelError(f"{stage}: the image backend returned {type(png).__name__}, not PNG bytes",
                                stage=stage)
         label = f"{stage}: generated image"
-        try:  # decoding runs in a worker process, never on the event loop (r3graph.image_worker)
-            png, width, height = await run_in_worker(
-                checked_png, png, self.context.max_image_bytes, self.context.max_image_pixels, label,
-                timeout_s=self.context.image_timeout_s, label=label, budget="image_timeout_s",
-            )
+        checks = (png, self.context.max_image_bytes, self.context.max_image_pixels, label)
+        try:  # never on the event loop: a small PNG in a thread (bounded work), anything else in a worker
+            if is_small_png(png):
+                png, width, height = await asyncio.to_thread(checked_png, *checks)
+            else:
+                png, width, height = await run_in_worker(checked_png, *checks, timeout_s=self.context.image_timeout_s,
+                                                         label=label, budget="image_timeout_s")
         except R3InputError as exc:
             raise R3ModelError(str(exc), stage=stage) from exc
         span.set_attributes({"r3.image.bytes": len(png), "r3.image.width": width, "r3.image.height": height,

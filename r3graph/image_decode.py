@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -37,6 +38,15 @@ READABLE_FORMATS = {*DATA_URL_MIME, "GIF", "BMP", "TIFF"}
 MAX_JPEG_SCANS = 64
 JPEG_QUALITY = 90  # for scaled or rotated JPEG sources; PNG would make a photo 5-10x larger
 EXIF_ORIENTATION = 0x0112
+# A PNG this small is checked in a thread of this process, not in a worker: its decoder's work is
+# bounded by its bytes and its header's pixels (text and ICC chunks are capped by Pillow), a fraction
+# of a millisecond for the 64x64 scenes. The trip to a worker process, and on a busy machine the wait
+# for a (niced) worker to be scheduled, is what such images cost at high concurrency: 64 runs at once
+# reached their first model call 0.7 s late (bench/concurrency_overhead.py). JPEG is not included: its
+# header may claim far more pixels than its bytes carry, and a thread cannot be stopped.
+SMALL_PNG_BYTES = 64 * 1024
+SMALL_PNG_PIXELS = 256 * 256
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,16 @@ def decode_data_url(url: str, label: str) -> tuple[bytes, str]:
         return base64.b64decode("".join(payload.split()), validate=True), mime
     except (binascii.Error, ValueError) as exc:
         raise R3InputError(f"{label}: the data URL's base64 payload is invalid ({exc})") from exc
+
+
+def is_small_png(data: bytes) -> bool:
+    """``data`` starts like a PNG whose header (IHDR, which PNG requires first) gives at most
+    :data:`SMALL_PNG_PIXELS`, within :data:`SMALL_PNG_BYTES`. Whether it really is a readable PNG is
+    for :func:`normalise_bytes` to find out; this only decides where that check may run."""
+    if not 24 <= len(data) <= SMALL_PNG_BYTES or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return False
+    width, height = struct.unpack(">II", data[16:24])
+    return 0 < width * height <= SMALL_PNG_PIXELS
 
 
 def jpeg_scan_count(data: bytes) -> int:
@@ -140,10 +160,10 @@ def normalise_bytes(data: bytes, limits: DecodeLimits, label: str, declared_mime
         )
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit (checked before any decode) is the guard; Pillow's global one would
-            # refuse photos below it. This runs in a worker process, so the global is ours to set.
+            # Our own pixel limit (checked before any decode) is the guard; Pillow's would refuse photos
+            # below it. Its global is switched off only in worker processes (normalise_in_worker): the
+            # small PNGs checked in this process's threads are far below it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = None
             with Image.open(io.BytesIO(data)) as img:
                 fmt = img.format or ""
                 width, height = _check_header(img, fmt, limits, label)
@@ -183,9 +203,16 @@ def _normalise_open(
     return Normalised(url, out.width, out.height, width * height)
 
 
+def normalise_in_worker(data: bytes, limits: DecodeLimits, label: str, declared_mime: str | None = None) -> Normalised:
+    """:func:`normalise_bytes` in a worker process, whose Pillow globals are ours to set."""
+    Image.MAX_IMAGE_PIXELS = None
+    return normalise_bytes(data, limits, label, declared_mime)
+
+
 def normalise_data_url(url: str, limits: DecodeLimits, label: str) -> Normalised:
+    """A data URL's bytes -> :func:`normalise_in_worker` (runs in a worker process)."""
     data, declared = decode_data_url(url, label)
-    return normalise_bytes(data, limits, label, declared_mime=declared)
+    return normalise_in_worker(data, limits, label, declared_mime=declared)
 
 
 def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int, label: str) -> tuple[str, int, int]:

@@ -31,13 +31,20 @@ from r3graph.image_decode import (
     DecodeLimits,
     Normalised,
     check_image_bytes,
+    decode_data_url,
+    is_small_png,
     normalise_bytes,
     normalise_data_url,
+    normalise_in_worker,
 )
 from r3graph.image_fetch import fetch_image
 from r3graph.image_files import read_image_file
 from r3graph.image_worker import run_in_worker
 from r3graph.limits import MAX_IMAGES_PER_REQUEST
+
+# base64 of a small PNG (r3graph.image_decode.SMALL_PNG_BYTES) with room for MIME line breaks: a data URL
+# this short is decoded here and, if it is a small PNG, checked in a thread; longer ones go to a worker.
+SMALL_DATA_URL_CHARS = 96 * 1024
 
 __all__ = [
     "MAX_IMAGES_PER_REQUEST",
@@ -116,8 +123,11 @@ async def normalise_image_details(
             if len(text) > max_bytes * 4 // 3 + max_bytes // 38 + 1024:
                 raise R3InputError(f"{label}: the data URL is {len(text)} characters, too long for an image within "
                                    f"max_image_bytes; the limit is {max_bytes} bytes")
-            return await run_in_worker(normalise_data_url, text, limits, label, timeout_s=timeout_s, label=label,
-                                       budget=budget)
+            if len(text) > SMALL_DATA_URL_CHARS:
+                return await run_in_worker(normalise_data_url, text, limits, label, timeout_s=timeout_s,
+                                           label=label, budget=budget)
+            data, declared = decode_data_url(text, label)  # short: decoding it here costs microseconds
+            return await _normalise_checked_bytes(data, limits, label, deadline, budget, declared)
         if text[:8].lower().startswith(("http://", "https://")):
             if not allow_remote:
                 raise R3InputError(
@@ -144,10 +154,19 @@ async def normalise_image_details(
             f"{label}: unsupported image type {type(image).__name__}; "
             "use a path, data URL, http(s) URL, bytes or a PIL image"
         )
-    if not data or len(data) > max_bytes:  # refused here, without a trip to a worker
+    return await _normalise_checked_bytes(data, limits, label, deadline, budget)
+
+
+async def _normalise_checked_bytes(data: bytes, limits: DecodeLimits, label: str, deadline: float, budget: str,
+                                   declared_mime: str | None = None) -> Normalised:
+    """The decode of one image's bytes: a small PNG in a thread (bounded work, see
+    :data:`r3graph.image_decode.SMALL_PNG_BYTES`), anything else in a worker process with a time budget."""
+    if not data or len(data) > limits.max_bytes:  # refused here, without a trip to a worker
         normalise_bytes(data, limits, label)
-    return await run_in_worker(normalise_bytes, data, limits, label, timeout_s=deadline - loop.time(), label=label,
-                               budget=budget)
+    if is_small_png(data):
+        return await asyncio.to_thread(normalise_bytes, data, limits, label, declared_mime)
+    return await run_in_worker(normalise_in_worker, data, limits, label, declared_mime,
+                               timeout_s=deadline - asyncio.get_running_loop().time(), label=label, budget=budget)
 
 
 async def normalise_images(

@@ -22,7 +22,8 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path: object) -> None:
         print("TOP-LEVEL RAN", flush=True)
         from r3graph.images import normalise_images
         from tests.fakes import png_bytes
-        print(len(asyncio.run(normalise_images([png_bytes()] * 3))), "images", flush=True)
+        # 300x300: over the small-PNG size that is checked in a thread, so the workers do start
+        print(len(asyncio.run(normalise_images([png_bytes(size=(300, 300))] * 3))), "images", flush=True)
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
