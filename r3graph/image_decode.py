@@ -43,10 +43,14 @@ EXIF_ORIENTATION = 0x0112
 # of a millisecond for the 64x64 scenes. The trip to a worker process, and on a busy machine the wait
 # for a (niced) worker to be scheduled, is what such images cost at high concurrency: 64 runs at once
 # reached their first model call 0.7 s late (bench/concurrency_overhead.py). JPEG is not included: its
-# header may claim far more pixels than its bytes carry, and a thread cannot be stopped.
+# header may claim far more pixels than its bytes carry, and a thread cannot be stopped. Nor are PNGs
+# with compressed text or ICC chunks (zTXt, iTXt, iCCP) or animation: 60 KB of zTXt chunks inflate to
+# 60 MB, about 0.3 s of CPU, which only a worker's time budget can cut.
 SMALL_PNG_BYTES = 64 * 1024
 SMALL_PNG_PIXELS = 256 * 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SMALL_PNG_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT",
+                              b"pHYs", b"bKGD", b"tEXt", b"tIME"})
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,23 @@ def decode_data_url(url: str, label: str) -> tuple[bytes, str]:
 
 def is_small_png(data: bytes) -> bool:
     """``data`` starts like a PNG whose header (IHDR, which PNG requires first) gives at most
-    :data:`SMALL_PNG_PIXELS`, within :data:`SMALL_PNG_BYTES`. Whether it really is a readable PNG is
-    for :func:`normalise_bytes` to find out; this only decides where that check may run."""
+    :data:`SMALL_PNG_PIXELS`, within :data:`SMALL_PNG_BYTES`, holding only :data:`SMALL_PNG_CHUNKS`.
+    Whether it really is a readable PNG is for :func:`normalise_bytes` to find out; this only decides
+    where that check may run."""
     if not 24 <= len(data) <= SMALL_PNG_BYTES or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
         return False
     width, height = struct.unpack(">II", data[16:24])
-    return 0 < width * height <= SMALL_PNG_PIXELS
+    if not 0 < width * height <= SMALL_PNG_PIXELS:
+        return False
+    at = 8  # walk the chunk headers (at most ~5000 in 64 KiB): only uncompressed, still-image chunks
+    while at + 8 <= len(data):
+        kind = data[at + 4 : at + 8]
+        if kind not in SMALL_PNG_CHUNKS:
+            return False
+        if kind == b"IEND":
+            break
+        at += 12 + int.from_bytes(data[at : at + 4], "big")
+    return True  # a truncated file is the decoder's to report, and as small as the rest
 
 
 def jpeg_scan_count(data: bytes) -> int:

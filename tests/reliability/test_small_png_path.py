@@ -18,7 +18,7 @@ from r3graph import R3InputError
 from r3graph import images as images_module
 from r3graph.image_decode import SMALL_PNG_BYTES, SMALL_PNG_PIXELS, is_small_png
 from r3graph.images import normalise_images
-from tests.fakes import png_bytes
+from tests.fakes import png_bytes, text_packed_png
 
 
 @pytest.fixture
@@ -57,6 +57,14 @@ async def test_larger_pngs_and_other_formats_still_go_to_a_worker(worker_calls: 
     assert len(heavy) > SMALL_PNG_BYTES and 200 * 200 <= SMALL_PNG_PIXELS
     await normalise_images([big, buffer.getvalue(), heavy])
     assert len(worker_calls) == 3
+
+
+async def test_compressed_text_chunks_send_a_small_png_to_a_worker(worker_calls: list[str]) -> None:
+    packed = text_packed_png()
+    assert len(packed) <= SMALL_PNG_BYTES and not is_small_png(packed)
+    assert is_small_png(png_bytes(size=(16, 16)))
+    await normalise_images([packed])  # accepted, in a worker whose time budget could cut it
+    assert worker_calls == ["normalise_in_worker"]
 
 
 def test_only_a_real_png_header_within_both_limits_counts_as_small() -> None:

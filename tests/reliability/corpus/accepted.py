@@ -14,7 +14,7 @@ import textwrap
 
 from PIL import Image, ImageDraw
 
-from tests.fakes import png_bytes
+from tests.fakes import png_bytes, text_packed_png
 from tests.reliability.corpus import REMOTE_PRIVATE_OK, Case, Env
 from tests.reliability.corpus import img as image
 from tests.reliability.corpus.locations import inside, named, root_ctx, rooted
@@ -106,6 +106,10 @@ CASES: list[Case] = [
     Case("ok: an animated WebP (first frame)", "accepted", image(lambda env: animated("WEBP", 10, (200, 150))), None,
          OK, ""),
     Case("ok: a 16-bit greyscale PNG", "accepted", image(lambda env: mode("I;16")), None, OK, ""),
+    Case("ok: a small PNG whose zTXt chunks inflate to 60 MB (checked in a worker, not a thread)", "accepted",
+         image(lambda env: text_packed_png()), None, OK, ""),
+    Case("ok: a small plain PNG (checked in a thread)", "accepted", image(lambda env: png_bytes(size=(64, 64))),
+         None, OK, ""),
     Case("ok: a CMYK JPEG", "accepted", image(lambda env: mode("CMYK", "JPEG")), None, OK, ""),
     Case("ok: a palette PNG with transparency", "accepted", image(lambda env: palette_with_transparency()),
          None, OK, ""),
