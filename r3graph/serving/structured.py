@@ -6,6 +6,7 @@ vLLM's grammar backend (xgrammar) makes any model emit JSON matching the schema.
 
 from __future__ import annotations
 
+import functools
 import json
 from operator import itemgetter
 from typing import Any, Literal
@@ -36,6 +37,12 @@ def json_schema_of(schema: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     if isinstance(schema, dict):
         # Accept the OpenAI response_format wrapper as well as a bare JSON schema.
         return schema.get("schema", schema) if "schema" in schema and "name" in schema else schema
+    return _closed_schema(schema)
+
+
+@functools.cache
+def _closed_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    # Built once per class (pydantic rebuilds it on every call, ~1 ms); callers only read it.
     return _closed(schema.model_json_schema())
 
 
