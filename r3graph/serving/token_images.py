@@ -260,12 +260,7 @@ class TokenImageMaker:
         return ids, "".join([*revised, text[last:end]])
 
     def _encode_image(self, png: bytes) -> list[int]:
-        side = self.image_side
-        try:
-            with Image.open(io.BytesIO(png)) as img:
-                small = img.convert("RGB").resize((side, side), Image.Resampling.BOX)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ApiError(400, f"the input image is not readable ({type(exc).__name__})", "unreadable_image") from None
+        small = source_image(png, self.image_side)
         codes = _rows(self._images.encode([small]))[0]
         if len(codes) != self.spec.tokens_per_image:
             raise ApiError(500, f"the image tokenizer gave {len(codes)} codes, not {self.spec.tokens_per_image}",
@@ -336,6 +331,26 @@ class TokenImageMaker:
             return list(final.outputs[0].token_ids), int(final.num_cached_tokens or 0)
 
         return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+# An edit's source image is reduced to the tokenizer's few pixels; a larger one is refused before it is
+# decoded (from its header), far below Pillow's own guard (89 Mpx), so one request cannot make this
+# server decode hundreds of megabytes. 4096 x 4096 covers what image models take as input.
+MAX_SOURCE_PIXELS = 4096 * 4096
+
+
+def source_image(png: bytes, side: int) -> Image.Image:
+    """An edit's input image, checked by its header and reduced to ``side`` x ``side`` RGB; a 400
+    ``ApiError`` if it is unreadable or over :data:`MAX_SOURCE_PIXELS`."""
+    try:
+        with Image.open(io.BytesIO(png)) as img:
+            width, height = img.size
+            if width * height > MAX_SOURCE_PIXELS:
+                raise ApiError(400, f"the input image is {width}x{height} pixels; the limit is {MAX_SOURCE_PIXELS} "
+                               "pixels (4096x4096)", "image_too_large")
+            return img.convert("RGB").resize((side, side), Image.Resampling.BOX)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(400, f"the input image is not readable ({type(exc).__name__})", "unreadable_image") from None
 
 
 def _rows(codes: Any) -> list[list[int]]:
