@@ -10,7 +10,7 @@ import psutil
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_IMAGE = REPO / "r3graph" / "scenes" / "assets" / "example.png"
+EXAMPLE_IMAGE = REPO / "scenes" / "r3graph_scenes" / "assets" / "example.png"
 
 
 def png_data_url(colour: tuple[int, int, int], size: int = 64) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import r3graph.cli as cli
-from r3graph.scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.assets import EXAMPLE_PNG
 from tests.cli_scripted import NOISE
 
 REPO = Path(__file__).resolve().parents[1]

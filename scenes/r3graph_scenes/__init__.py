@@ -2,15 +2,15 @@
 
 Quick start::
 
-    from r3graph.scenes import generate_scenes, render, caption, score_caption
+    from r3graph_scenes import generate_scenes, render, caption, score_caption
     scene = generate_scenes(seed=0, n=1)[0]
     render(scene).save("scene.png")          # 64x64 model input; render(scene, 256) for people
     text = caption(scene)                     # "a large red circle and a small blue square . ..."
     score_caption(text, scene).exact_match   # True
 """
 
-from r3graph.scenes.edits import ERROR_KINDS, corrupt_caption, edit_instruction
-from r3graph.scenes.language import (
+from r3graph_scenes.edits import ERROR_KINDS, corrupt_caption, edit_instruction
+from r3graph_scenes.language import (
     ObjectRef,
     ParsedCaption,
     ParsedObject,
@@ -20,8 +20,8 @@ from r3graph.scenes.language import (
     parse_caption,
     scene_content,
 )
-from r3graph.scenes.metrics import CaptionScore, aggregate, score_caption
-from r3graph.scenes.questions import (
+from r3graph_scenes.metrics import CaptionScore, aggregate, score_caption
+from r3graph_scenes.questions import (
     FAMILIES,
     Question,
     answer_yes_no,
@@ -29,7 +29,7 @@ from r3graph.scenes.questions import (
     verify_answer,
     yes_no_questions_for_caption,
 )
-from r3graph.scenes.world import (
+from r3graph_scenes.world import (
     COLOURS,
     RELATIONS,
     SHAPES,

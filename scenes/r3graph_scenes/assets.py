@@ -1,6 +1,6 @@
 """The bundled example scene used by the quick start and the tests.
 
-Run ``python -m r3graph.scenes.assets`` to (re)write ``assets/example.png`` (the 64x64 model
+Run ``python -m r3graph_scenes.assets`` to (re)write ``assets/example.png`` (the 64x64 model
 input), ``assets/example_256.png`` (for people) and ``assets/example.json`` (ground truth).
 The scene is the first one from seed 0 with 3 objects, all named uniquely, and 2 relations, so it
 exercises objects and relations alike; it is derived, not hand-picked, so it can be rebuilt.
@@ -9,7 +9,7 @@ exercises objects and relations alike; it is derived, not hand-picked, so it can
 import random
 from pathlib import Path
 
-from r3graph.scenes.world import Scene, generate_scene, render
+from r3graph_scenes.world import Scene, generate_scene, render
 
 ASSETS_DIR = Path(__file__).with_name("assets")
 EXAMPLE_PNG = ASSETS_DIR / "example.png"

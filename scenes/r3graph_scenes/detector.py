@@ -1,7 +1,7 @@
 """An object detector for scene-world images that reads PIXELS only.
 
 GenEval scores a text-to-image model with an object detector; this is that detector for the scene
-world. It never looks at a scene stored in the PNG (:func:`r3graph.scenes.painter.decode_scene`) and
+world. It never looks at a scene stored in the PNG (:func:`r3graph_scenes.painter.decode_scene`) and
 never asks a model, so it scores any image: the stand-in painter's, a tokenizer's reconstruction, a
 learned generator's. What it knows is the world's palette and what its shapes look like:
 
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from r3graph.scenes.world import (
+from r3graph_scenes.world import (
     BACKGROUND,
     DECIMALS,
     EXTENT,

@@ -2,13 +2,13 @@
 
 :func:`corrupt_caption` writes the canonical caption of a slightly wrong scene, so each error
 reads like one a captioner would make. :func:`edit_instruction` names one concrete fix; it returns
-None exactly when :func:`r3graph.scenes.metrics.score_caption` reports an exact match, so "no edit"
+None exactly when :func:`r3graph_scenes.metrics.score_caption` reports an exact match, so "no edit"
 and "correct" never disagree.
 """
 
 import random
 
-from r3graph.scenes.language import (
+from r3graph_scenes.language import (
     ObjectRef,
     ParsedCaption,
     ParsedObject,
@@ -20,8 +20,8 @@ from r3graph.scenes.language import (
     relation_sentence,
     scene_content,
 )
-from r3graph.scenes.metrics import relation_true, resolve, score_parsed
-from r3graph.scenes.world import (
+from r3graph_scenes.metrics import relation_true, resolve, score_parsed
+from r3graph_scenes.world import (
     COLOURS,
     EXTENT,
     MAX_OBJECTS,

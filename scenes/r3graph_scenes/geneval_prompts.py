@@ -1,6 +1,6 @@
 """Held-out text -> image prompts in GenEval's six categories, each with the structured spec it is scored by.
 
-Written here, not by the world's caption generator (:func:`r3graph.scenes.language.caption`), so a
+Written here, not by the world's caption generator (:func:`r3graph_scenes.language.caption`), so a
 benchmark on them does not reward a judge or a generator for having seen the captions' phrasing:
 GenEval's own template ("a photo of ..."), no sizes (GenEval states none), counts of two to four,
 relations along both axes in both directions. In this world an object's class is its colour and
@@ -14,7 +14,7 @@ map as follows; what varies between them is what the prompt makes hard:
 * ``position``: two kinds of different shapes and one relation, either axis -- "a red circle above a blue star";
 * ``colour_attr``: two shapes in two colours, each bound to its own -- "a red circle and a blue star".
 
-Every prompt is read by :func:`~r3graph.scenes.language.parse_caption` exactly as its spec says (a
+Every prompt is read by :func:`~r3graph_scenes.language.parse_caption` exactly as its spec says (a
 test checks all of them), so the painter, the judge and the scorer agree on what was asked.
 """
 
@@ -25,8 +25,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from r3graph.scenes.language import NUMBER_TEXT, ObjectRef, ParsedCaption, ParsedObject, ParsedRelation
-from r3graph.scenes.world import COLOURS, RELATIONS, SHAPES
+from r3graph_scenes.language import NUMBER_TEXT, ObjectRef, ParsedCaption, ParsedObject, ParsedRelation
+from r3graph_scenes.world import COLOURS, RELATIONS, SHAPES
 
 CATEGORIES: tuple[str, ...] = ("single_object", "two_object", "counting", "colours", "position", "colour_attr")
 COUNTS: tuple[int, ...] = (2, 3, 4)

@@ -5,7 +5,7 @@ generator paints the prompt's scene with, sometimes, one mistake (:func:`make_mi
 looks at the painting and writes one edit that moves it toward the prompt (:func:`image_edit` is
 that edit, computed exactly, the training target for scenes-vlm's image judge).
 
-The edit language is the one the caption judge already uses (``r3graph.scenes.edits``): object and
+The edit language is the one the caption judge already uses (``r3graph_scenes.edits``): object and
 size edits read the same in both directions ("change the red circle to a small blue circle" is
 applied to whatever holds the red circle: a caption or a painting). Only relations differ: a caption
 with a wrong relation is rewritten to the truth, while a painting that breaks the prompt's relation
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import random
 
-from r3graph.scenes.edits import _object_edit, _size_edit
-from r3graph.scenes.language import caption, parse_caption, relation_sentence
-from r3graph.scenes.metrics import relation_true, score_caption
-from r3graph.scenes.world import COLOURS, EDGE, EXTENT, Scene, SceneObject, compatible
+from r3graph_scenes.edits import _object_edit, _size_edit
+from r3graph_scenes.language import caption, parse_caption, relation_sentence
+from r3graph_scenes.metrics import relation_true, score_caption
+from r3graph_scenes.world import COLOURS, EDGE, EXTENT, Scene, SceneObject, compatible
 
 MISTAKE_KINDS: tuple[str, ...] = ("wrong_colour", "missing_object", "swapped_positions")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from r3graph.scenes.world import COLOURS, SHAPES, Scene
+from r3graph_scenes.world import COLOURS, SHAPES, Scene
 
 NUMBER_TEXT = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
                9: "nine", 10: "ten"}

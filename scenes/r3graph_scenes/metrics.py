@@ -2,7 +2,7 @@
 
 Objects are matched by colour+shape with multiplicity, so the scores work both on the canonical
 captions of the tiny model and on free text from a real VLM (keyword matching, see
-:func:`r3graph.scenes.language.parse_caption`).
+:func:`r3graph_scenes.language.parse_caption`).
 
 Conventions for empty denominators (documented because aggregates depend on them):
 precision is 0.0 when nothing is mentioned (every scene has at least one object, so an empty
@@ -16,8 +16,8 @@ from collections import Counter
 
 from pydantic import BaseModel
 
-from r3graph.scenes.language import ObjectRef, ParsedCaption, ParsedRelation, parse_caption
-from r3graph.scenes.world import Scene, holds
+from r3graph_scenes.language import ObjectRef, ParsedCaption, ParsedRelation, parse_caption
+from r3graph_scenes.world import Scene, holds
 
 
 class CaptionScore(BaseModel):

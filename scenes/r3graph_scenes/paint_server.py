@@ -1,10 +1,10 @@
 """A STAND-IN for an image generator, speaking vllm-omni's OpenAI-style image API. Not a model.
 
-It paints prompts about the scene world (coloured shapes, see :mod:`r3graph.scenes.world`) with the
+It paints prompts about the scene world (coloured shapes, see :mod:`r3graph_scenes.world`) with the
 scene renderer (and the same through ``POST /v1/chat/completions`` with ``modalities: ["image"]``,
 vllm-omni's BAGEL path): ``POST /v1/images/generations`` lays the prompt out exactly
-(:func:`r3graph.scenes.painter.layout`) and, with probability ``error_rate``, makes one mistake a
-generator makes (:func:`r3graph.scenes.image_edits.make_mistake`); ``POST /v1/images/edits`` applies
+(:func:`r3graph_scenes.painter.layout`) and, with probability ``error_rate``, makes one mistake a
+generator makes (:func:`r3graph_scenes.image_edits.make_mistake`); ``POST /v1/images/edits`` applies
 one edit sentence to a painting it made (the PNG carries its scene in a text chunk). So output mode
 ``image`` (generate, judge, edit) runs end to end on a laptop, with mistakes whose truth is known,
 and the HTTP client is tested against the same wire format as a real vllm-omni server. The HTTP side
@@ -13,7 +13,7 @@ learned token-image model); this module is the painting only.
 
 Loopback only (127.0.0.1). Run it by hand with::
 
-    python -m r3graph.scenes.paint_server --port 8001 --error-rate 0.3
+    python -m r3graph_scenes.paint_server --port 8001 --error-rate 0.3
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 
 from PIL import Image
 
-from r3graph.scenes.image_edits import MISTAKE_KINDS, make_mistake
-from r3graph.scenes.painter import apply_edit, decode_scene, encode_png, layout
 from r3graph.serving.image_api import ApiError, ImageApiServer, Made, Recorded, SizeRule
+from r3graph_scenes.image_edits import MISTAKE_KINDS, make_mistake
+from r3graph_scenes.painter import apply_edit, decode_scene, encode_png, layout
 
 __all__ = ["MODEL_ID", "NOTICE", "ApiError", "PaintServer", "Recorded", "main"]
 
@@ -185,3 +185,10 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def start_stand_in(args: argparse.Namespace) -> tuple[PaintServer, str]:
+    """``r3graph run --output image --image-server stand-in`` (registered in :mod:`r3graph_scenes.plugin`):
+    the painter in process, started, and what the run says about it."""
+    server = PaintServer(error_rate=args.stand_in_error_rate, seed=args.seed or 0).start()
+    return server, f"{server.url} ({NOTICE})"

@@ -1,9 +1,9 @@
 """Paint a prompt in the scene world, and apply one edit sentence to a painting.
 
-This is the "generator" half of the stand-in image server (:mod:`r3graph.scenes.paint_server`):
+This is the "generator" half of the stand-in image server (:mod:`r3graph_scenes.paint_server`):
 :func:`layout` turns a prompt into a scene that satisfies it (every object, count, size and
 relation), :func:`apply_edit` does what an instruction-following editor does with one edit
-sentence from :func:`r3graph.scenes.image_edits.image_edit`. A painting travels as a PNG that
+sentence from :func:`r3graph_scenes.image_edits.image_edit`. A painting travels as a PNG that
 carries its scene in a text chunk (:func:`encode_png` / :func:`decode_scene`), because an edit
 request gets only the image bytes back and the stand-in must know what it painted.
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from PIL import Image, PngImagePlugin
 
-from r3graph.scenes.image_edits import _in_bounds
-from r3graph.scenes.language import (
+from r3graph_scenes.image_edits import _in_bounds
+from r3graph_scenes.language import (
     COLOUR_WORDS,
     NUMBER_WORDS,
     PLURAL_WORDS,
@@ -33,8 +33,8 @@ from r3graph.scenes.language import (
     parse_caption,
     relation_sentence,
 )
-from r3graph.scenes.metrics import resolve
-from r3graph.scenes.world import (
+from r3graph_scenes.metrics import resolve
+from r3graph_scenes.world import (
     DECIMALS,
     EDGE,
     EXTENT,

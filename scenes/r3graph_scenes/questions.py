@@ -17,7 +17,7 @@ import random
 
 from pydantic import BaseModel
 
-from r3graph.scenes.language import (
+from r3graph_scenes.language import (
     COLOUR_WORDS,
     NUMBER_WORDS,
     SHAPE_WORDS,
@@ -29,8 +29,8 @@ from r3graph.scenes.language import (
     ref_phrase,
     tokenize,
 )
-from r3graph.scenes.metrics import relation_true
-from r3graph.scenes.world import COLOURS, OPPOSITE, SHAPES, Scene, holds
+from r3graph_scenes.metrics import relation_true
+from r3graph_scenes.world import COLOURS, OPPOSITE, SHAPES, Scene, holds
 
 FAMILIES: tuple[str, ...] = ("existence", "colour", "shape", "count", "relation")
 YES_WORDS = {"yes", "yeah", "yep", "true", "correct"}

@@ -2,7 +2,7 @@
 
 It is not a VLM and says so in its name (``scripted-scenes-oracle``): it answers every R3 stage of
 the ``scenes`` and ``default`` prompt packs by script, from the ground truth of a synthetic scene
-(:mod:`r3graph.scenes`). Reason writes the scene's caption with exactly one realistic error, the
+(:mod:`r3graph_scenes`). Reason writes the scene's caption with exactly one realistic error, the
 checks answer truthfully, refine writes the correct caption. So a run behaves like a model that
 self-corrects, which lets examples, the LangGraph server test and the export pipeline run anywhere
 in milliseconds. Every call is recorded with its stage so callers can count what ran.
@@ -26,11 +26,11 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
 from r3graph.messages import text_and_images
-from r3graph.scenes.assets import load_example
-from r3graph.scenes.edits import corrupt_caption, edit_instruction
-from r3graph.scenes.language import caption
-from r3graph.scenes.questions import answer_yes_no, yes_no_questions_for_caption
-from r3graph.scenes.world import Scene
+from r3graph_scenes.assets import load_example
+from r3graph_scenes.edits import corrupt_caption, edit_instruction
+from r3graph_scenes.language import caption
+from r3graph_scenes.questions import answer_yes_no, yes_no_questions_for_caption
+from r3graph_scenes.world import Scene
 
 SCRIPTED_MODEL_NAME = "scripted-scenes-oracle"
 SENTINEL = "no further edit needed"
@@ -136,3 +136,9 @@ class ScriptedSceneModel(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         return self._result(messages)
+
+
+def scripted_backend() -> tuple[ScriptedSceneModel, str, str]:
+    """The ``scripted`` backend kind (``R3GRAPH_BACKEND=scripted``), registered in :mod:`r3graph_scenes.plugin`."""
+    return (ScriptedSceneModel(), SCRIPTED_MODEL_NAME,
+            "SCRIPTED model (no weights; answers from the example scene's ground truth)")

@@ -1,4 +1,4 @@
-"""The scene world as a plug-in for ``r3graph export`` (``--world r3graph.scenes.trajectories``).
+"""The scene world as a plug-in for ``r3graph export`` (``--world r3graph_scenes.trajectories``).
 
 The core export knows nothing about scenes: a *world* is any module with ``ground_truth(image)``
 (what the right answer for an image file is, or None) and ``score(text, record)`` (a number for a
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from r3graph.export import TrajectoryRecord
-from r3graph.scenes.metrics import score_caption
-from r3graph.scenes.world import Scene
+from r3graph_scenes.metrics import score_caption
+from r3graph_scenes.world import Scene
 
 SCORE_NAME = "f1"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from r3graph.backends import make_backend
-from r3graph.scenes.assets import EXAMPLE_PNG, load_example
-from r3graph.scenes.language import caption
+from r3graph_scenes.assets import EXAMPLE_PNG, load_example
+from r3graph_scenes.language import caption
 from tests.examples.loader import EXAMPLES
 from tests.examples.loader import load_example as example
 

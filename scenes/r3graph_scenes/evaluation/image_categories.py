@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from r3graph.evaluation.image_quality import ONE_SHOT, ImageRunRecord
-from r3graph.evaluation.image_scores import ASPECTS
-from r3graph.evaluation.report import mean_or_nan
 from r3graph.evaluation.stats import binomial_lower_bound, paired_bootstrap
+from r3graph_scenes.evaluation.image_quality import ONE_SHOT, ImageRunRecord
+from r3graph_scenes.evaluation.image_scores import ASPECTS
+from r3graph_scenes.evaluation.report import mean_or_nan
 
 
 def summarise_categories(records: dict[str, list[ImageRunRecord]]) -> dict[str, list[dict[str, Any]]]:

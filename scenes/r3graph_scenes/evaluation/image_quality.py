@@ -6,7 +6,7 @@ categories from their own generator (:func:`geneval_cases`); the generator is th
 missing object, swapped positions). An image is scored against its prompt like GenEval scores a
 text-to-image model: one binary judgement per image (overall = every object, colour, count, size
 and relation right) plus per-aspect accuracies, read from the image's pixels by the scene world's
-detector (:mod:`r3graph.evaluation.image_scores`), so any generator's images score the same way.
+detector (:mod:`r3graph_scenes.evaluation.image_scores`), so any generator's images score the same way.
 The scene the stand-in stores in its PNG is read only by the oracle (the ceiling judge, the exact
 edit) and to measure the detector on the benchmark's own images.
 
@@ -30,7 +30,11 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from r3graph import R3Context, R3Error, build_r3_graph
-from r3graph.evaluation.image_scores import (
+from r3graph.evaluation.stats import paired_bootstrap
+from r3graph.image_generation import ImageBackend, ImageParams
+from r3graph.messages import text_and_images
+from r3graph.state import Round
+from r3graph_scenes.evaluation.image_scores import (
     ASPECTS,
     ImageScore,
     detector_agrees,
@@ -38,17 +42,13 @@ from r3graph.evaluation.image_scores import (
     score_image,
     score_spec,
 )
-from r3graph.evaluation.quality import HELD_OUT_SEED
-from r3graph.evaluation.report import mean_or_nan
-from r3graph.evaluation.stats import paired_bootstrap
-from r3graph.image_generation import ImageBackend, ImageParams
-from r3graph.messages import text_and_images
-from r3graph.scenes.geneval_prompts import GENEVAL_SEED, geneval_prompts
-from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.language import SIZE_WORDS, ParsedCaption, caption, parse_caption
-from r3graph.scenes.painter import decode_scene, layout
-from r3graph.scenes.world import Scene, generate_scenes
-from r3graph.state import Round
+from r3graph_scenes.evaluation.quality import HELD_OUT_SEED
+from r3graph_scenes.evaluation.report import mean_or_nan
+from r3graph_scenes.geneval_prompts import GENEVAL_SEED, geneval_prompts
+from r3graph_scenes.image_edits import image_edit
+from r3graph_scenes.language import SIZE_WORDS, ParsedCaption, caption, parse_caption
+from r3graph_scenes.painter import decode_scene, layout
+from r3graph_scenes.world import Scene, generate_scenes
 
 SENTINEL = "no further edit needed"
 # scenes-vlm sees 64x64 images (its processor resizes anything else); painting at that size shows

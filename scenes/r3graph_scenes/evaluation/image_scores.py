@@ -1,9 +1,9 @@
 """GenEval-style scores of one image against what its prompt asks, read from the image's PIXELS.
 
 GenEval scores a text-to-image model with an object detector; here that is
-:func:`r3graph.scenes.detector.detect`, which reads pixels only, so the same scorer works for the
+:func:`r3graph_scenes.detector.detect`, which reads pixels only, so the same scorer works for the
 stand-in painter and for any generator that paints the scene world. The scene the stand-in stores
-in its PNG (:func:`r3graph.scenes.painter.decode_scene`) is used only where the stand-in is the
+in its PNG (:func:`r3graph_scenes.painter.decode_scene`) is used only where the stand-in is the
 test oracle: to measure the detector itself on the images a benchmark produced
 (:func:`detector_agrees`), and by the oracle judge.
 """
@@ -15,11 +15,11 @@ from collections import Counter
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel
 
-from r3graph.scenes.detector import compare_scenes, detect
-from r3graph.scenes.language import ParsedCaption, parse_caption
-from r3graph.scenes.metrics import relation_true, size_correct
-from r3graph.scenes.painter import decode_scene
-from r3graph.scenes.world import Scene
+from r3graph_scenes.detector import compare_scenes, detect
+from r3graph_scenes.language import ParsedCaption, parse_caption
+from r3graph_scenes.metrics import relation_true, size_correct
+from r3graph_scenes.painter import decode_scene
+from r3graph_scenes.world import Scene
 
 ASPECTS: tuple[str, ...] = ("objects", "colours", "counts", "sizes", "positions")
 

@@ -22,10 +22,10 @@ from pydantic import BaseModel
 
 from r3graph import R3Context, R3Error, build_r3_graph, load_pack
 from r3graph.messages import stage_messages
-from r3graph.scenes.language import parse_caption
-from r3graph.scenes.metrics import CaptionScore, score_caption
-from r3graph.scenes.questions import answer_yes_no, questions_for, verify_answer
-from r3graph.scenes.world import Scene, generate_scenes, render
+from r3graph_scenes.language import parse_caption
+from r3graph_scenes.metrics import CaptionScore, score_caption
+from r3graph_scenes.questions import answer_yes_no, questions_for, verify_answer
+from r3graph_scenes.world import Scene, generate_scenes, render
 
 INSTRUCTION = "Describe the image."
 HELD_OUT_SEED = 4242  # never used by training (0), validation (999) or the model card's eval (12345)

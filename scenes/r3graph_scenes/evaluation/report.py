@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from r3graph.evaluation.quality import ONE_SHOT, Condition, RunRecord
 from r3graph.evaluation.stats import paired_bootstrap
+from r3graph_scenes.evaluation.quality import ONE_SHOT, Condition, RunRecord
 
 
 def mean_or_nan(values: Sequence[float]) -> float:

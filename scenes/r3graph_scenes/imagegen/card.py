@@ -30,9 +30,9 @@ def write_card(out: Path, result: dict) -> None:
         "# scenes-imagegen",
         "",
         "A tiny text-to-image and image-editing model trained from scratch, on CPU, for r3graph's synthetic",
-        "shapes world (`r3graph/scenes/`). **It knows only that world**: 64x64 images of 1-4 coloured shapes.",
+        "shapes world (`scenes/r3graph_scenes/`). **It knows only that world**: 64x64 images of 1-4 coloured shapes.",
         "It is a plain Llama (`LlamaForCausalLM`, so vLLM serves it) over a word-level vocabulary plus one token",
-        "per image code; the image tokenizer in `tokenizer/` (FSQ, 8x8 codes, `r3graph/scenes/imagegen/fsq.py`)",
+        "per image code; the image tokenizer in `tokenizer/` (FSQ, 8x8 codes, `scenes/r3graph_scenes/imagegen/fsq.py`)",
         "turns the 64 codes it writes into pixels. `r3graph.json` gives the prompt formats and code-token ids.",
         "",
         "- generation: `<bos> <gen> {prompt} <boi>` -> 64 codes, `<eoi>`",
@@ -53,7 +53,7 @@ def write_card(out: Path, result: dict) -> None:
         " examples, which the same code had cached beforehand, and encoding their images),"
         f" {result['total_minutes']} min with the held-out evaluation, on a 2-core machine shared with other jobs.",
         "",
-        f"Data (`r3graph/scenes/imagegen/data.py`): {d['generation_sequences']:,} generation pairs (world captions"
+        f"Data (`scenes/r3graph_scenes/imagegen/data.py`): {d['generation_sequences']:,} generation pairs (world captions"  # noqa: E501
         f" of {d['captions']:,} random scenes, half with sizes dropped; GenEval-template prompts laid out by the"
         " painter, unsized and sized) and"
         f" {d['edit_sequences']:,} edit triples (a painting with one mistake and the judge's fixing sentence;"
@@ -69,7 +69,7 @@ def write_card(out: Path, result: dict) -> None:
         "",
         f"{held['prompts']}, one image per prompt; edits: {held['edits']} (seed 7707, half world captions, half",
         "GenEval prompts laid out). Every image is scored from its PIXELS by the scene world's detector",
-        "(`r3graph/scenes/detector.py`), never from a stored scene. Sampled: temperature 1, no top-k, seed 9001.",
+        "(`scenes/r3graph_scenes/detector.py`), never from a stored scene. Sampled: temperature 1, no top-k, seed 9001.",  # noqa: E501
         "The ceiling column scores right images passed through the image tokenizer (what the detector can read",
         "after encode+decode: no generator using this tokenizer can do better).",
         "",
@@ -84,7 +84,7 @@ def write_card(out: Path, result: dict) -> None:
         "result* = same objects, sizes and pairwise relations as `painter.apply_edit` gives (for `add` that is",
         "one of many right places, so this is a lower bound).",
         "",
-        "Reproduce: `python -m r3graph.scenes.imagegen.evaluate_generator --model r3graph/models/scenes-imagegen`.",
+        "Reproduce: `python -m r3graph_scenes.imagegen.evaluate_generator --model scenes/r3graph_scenes/models/scenes-imagegen`.",  # noqa: E501
         "",
     ]
     (out / "MODEL_CARD.md").write_text("\n".join(text))

@@ -4,7 +4,7 @@ Generation pairs (prompt -> image):
 
 * the world's canonical captions of random scenes, half of them with the sizes dropped (GenEval's
   prompts state no sizes, so the model must learn to pick one);
-* GenEval-template prompts ("a photo of ...", :mod:`r3graph.scenes.geneval_prompts`) laid out by the
+* GenEval-template prompts ("a photo of ...", :mod:`r3graph_scenes.geneval_prompts`) laid out by the
   painter, unsized and with sizes inserted, EXCEPT every prompt the benchmark can draw: the first
   :data:`HELD_OUT_N` of ``geneval_prompts`` at its default seed. Excluded by content, not only by
   string: a held-out prompt's objects and relation never appear in this template, with or without
@@ -12,9 +12,9 @@ Generation pairs (prompt -> image):
   holds out all of single_object, two_object and counting, which have 24 to 72 prompts each.)
 
 Edit triples (source image, one edit sentence -> edited image): a painting with one mistake
-(:func:`~r3graph.scenes.image_edits.make_mistake`) and the sentence the judge writes to fix it
-(:func:`~r3graph.scenes.image_edits.image_edit`), plus random edits of the same forms (change,
-remove, add, relation); the target is what the exact editor (:func:`~r3graph.scenes.painter.apply_edit`)
+(:func:`~r3graph_scenes.image_edits.make_mistake`) and the sentence the judge writes to fix it
+(:func:`~r3graph_scenes.image_edits.image_edit`), plus random edits of the same forms (change,
+remove, add, relation); the target is what the exact editor (:func:`~r3graph_scenes.painter.apply_edit`)
 makes of the source, which for "add" is one of many right places.
 
 Images are encoded once with the image tokenizer and cached under ``.cache/imagegen`` (keyed by the
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from r3graph.scenes.geneval_prompts import CATEGORIES, _all, geneval_prompts
-from r3graph.scenes.image_edits import image_edit, make_mistake
-from r3graph.scenes.language import caption
-from r3graph.scenes.painter import apply_edit, layout
-from r3graph.scenes.world import COLOURS, RELATIONS, SHAPES, SIZES, Scene, generate_scenes, render
+from r3graph_scenes.geneval_prompts import CATEGORIES, _all, geneval_prompts
+from r3graph_scenes.image_edits import image_edit, make_mistake
+from r3graph_scenes.language import caption
+from r3graph_scenes.painter import apply_edit, layout
+from r3graph_scenes.world import COLOURS, RELATIONS, SHAPES, SIZES, Scene, generate_scenes, render
 
 TRAIN_SEED = 2611  # captions' scenes and every other random choice of the training data
 EDIT_HELD_OUT_SEED = 7707  # held-out edit triples; no other use in the project

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from r3graph.evaluation.stats import binomial_lower_bound
-from r3graph.scenes.detector import SceneComparison, compare_scenes, detect
-from r3graph.scenes.imagegen.fsq import ImageTokenizer
-from r3graph.scenes.world import Scene, render
+from r3graph_scenes.detector import SceneComparison, compare_scenes, detect
+from r3graph_scenes.imagegen.fsq import ImageTokenizer
+from r3graph_scenes.world import Scene, render
 
 ASPECTS = tuple(k for k in SceneComparison.model_fields if k not in ("exact", "max_position_error"))
 

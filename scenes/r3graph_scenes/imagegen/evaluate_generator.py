@@ -1,12 +1,12 @@
 """Held-out scores of scenes-imagegen, read from PIXELS by the detector only.
 
-``python -m r3graph.scenes.imagegen.evaluate_generator --model r3graph/models/scenes-imagegen``
+``python -m r3graph_scenes.imagegen.evaluate_generator --model scenes/r3graph_scenes/models/scenes-imagegen``
 
 * generation: the first ``n`` GenEval-category prompts at their default seed (none of them, nor their
   content in the GenEval template, is in training; see :mod:`.data`), one image each, generated with
   transformers restricted to the code tokens for exactly 64 tokens, decoded by the image tokenizer,
-  read by :func:`~r3graph.scenes.detector.detect` and scored by
-  :func:`~r3graph.evaluation.image_scores.score_spec` against the prompt's spec (overall exact = every
+  read by :func:`~r3graph_scenes.detector.detect` and scored by
+  :func:`~r3graph_scenes.evaluation.image_scores.score_spec` against the prompt's spec (overall exact = every
   object, colour, count and relation; sizes are not asked);
 * edits: held-out mistake-and-fix triples (:func:`.data.held_out_edits`): the source painting is
   encoded, the model writes the edited image; ``fixed`` = the detector reads the result as satisfying
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from r3graph.evaluation.image_scores import score_spec
 from r3graph.evaluation.stats import binomial_lower_bound
-from r3graph.scenes.detector import compare_scenes, detect
-from r3graph.scenes.geneval_prompts import geneval_prompts
-from r3graph.scenes.imagegen.data import encode_scenes, held_out_edits
-from r3graph.scenes.imagegen.vocab import TOKENS_PER_IMAGE, Vocab
-from r3graph.scenes.language import parse_caption
-from r3graph.scenes.painter import layout
+from r3graph_scenes.detector import compare_scenes, detect
+from r3graph_scenes.evaluation.image_scores import score_spec
+from r3graph_scenes.geneval_prompts import geneval_prompts
+from r3graph_scenes.imagegen.data import encode_scenes, held_out_edits
+from r3graph_scenes.imagegen.vocab import TOKENS_PER_IMAGE, Vocab
+from r3graph_scenes.language import parse_caption
+from r3graph_scenes.painter import layout
 
 SAMPLE_SEED = 9001
 
@@ -149,11 +149,11 @@ def untrained_baseline(model, vocab: Vocab, tokenizer, n_prompts: int = 300, see
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r3graph.scenes.imagegen.fsq import ImageTokenizer
-    from r3graph.scenes.imagegen.model import IMAGE_TOKENIZER_PATH, load
+    from r3graph_scenes.imagegen.fsq import ImageTokenizer
+    from r3graph_scenes.imagegen.model import IMAGE_TOKENIZER_PATH, load
 
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="r3graph/models/scenes-imagegen")
+    ap.add_argument("--model", default="scenes/r3graph_scenes/models/scenes-imagegen")
     ap.add_argument("--prompts", type=int, default=300)
     ap.add_argument("--edits", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)

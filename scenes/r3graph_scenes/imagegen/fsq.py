@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from r3graph.scenes.world import BACKGROUND, RGB
+from r3graph_scenes.world import BACKGROUND, RGB
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models" / "scenes-imagegen" / "tokenizer"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "scenes-imagegen" / "tokenizer"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TRAIN_COMMAND = "python -m r3graph.scenes.imagegen.train_tokenizer --out r3graph/models/scenes-imagegen/tokenizer"
+TRAIN_COMMAND = "python -m r3graph_scenes.imagegen.train_tokenizer --out scenes/r3graph_scenes/models/scenes-imagegen/tokenizer"  # noqa: E501
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from r3graph.scenes.imagegen.vocab import BOS, EDIT_PROMPT, EOI, GENERATION_PROMPT, PAD, TOKENS_PER_IMAGE, Vocab
+from r3graph_scenes.imagegen.vocab import BOS, EDIT_PROMPT, EOI, GENERATION_PROMPT, PAD, TOKENS_PER_IMAGE, Vocab
 
-IMAGE_TOKENIZER = "r3graph.scenes.imagegen.fsq:ImageTokenizer"
+IMAGE_TOKENIZER = "r3graph_scenes.imagegen.fsq:ImageTokenizer"
 IMAGE_TOKENIZER_PATH = "tokenizer"  # relative to the model directory
 DEFAULT_CODEBOOK = 1000
 MAX_POSITIONS = 256  # the longest sequence, an edit with a long instruction, is about 160 tokens
-WHY = ("scenes-imagegen: a tiny Llama trained from scratch on the scene world (r3graph/scenes) to write the 64 "
+WHY = ("scenes-imagegen: a tiny Llama trained from scratch on the scene world (scenes/r3graph_scenes) to write the 64 "
        "codes of a 64x64 image for a prompt, or for a source image and one edit sentence; see MODEL_CARD.md")
 
 
@@ -72,7 +72,7 @@ def build_untrained(path: str | Path, codebook_size: int = DEFAULT_CODEBOOK, see
     model = LlamaForCausalLM(llama_config(len(vocab), **arch))
     out = save_model_dir(model, vocab, path, why="untrained: random weights, for tests only")
     try:
-        from r3graph.scenes.imagegen.fsq import ImageTokenizer
+        from r3graph_scenes.imagegen.fsq import ImageTokenizer
     except ImportError:
         return out
     image_tokenizer = ImageTokenizer.untrained(seed=seed)

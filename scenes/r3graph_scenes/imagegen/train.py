@@ -1,11 +1,11 @@
 """Train scenes-imagegen from scratch on CPU.
 
-``python -m r3graph.scenes.imagegen.train --out r3graph/models/scenes-imagegen``
+``python -m r3graph_scenes.imagegen.train --out scenes/r3graph_scenes/models/scenes-imagegen``
 
 
 Next-token cross entropy on the target tokens only (the 64 codes and <eoi>); the prompt, words or
 source image, is context. Generation pairs and edit triples are mixed in every batch (edit share
-``--edit-share``). Everything is seeded (data: :data:`~r3graph.scenes.imagegen.data.TRAIN_SEED`; init
+``--edit-share``). Everything is seeded (data: :data:`~r3graph_scenes.imagegen.data.TRAIN_SEED`; init
 and batches: ``--seed``). After training the held-out evaluation (:mod:`.evaluate`) runs and its figures
 go into training_log.json and MODEL_CARD.md. The image tokenizer must already be in ``OUT/tokenizer``.
 """
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 
-from r3graph.scenes.imagegen.data import DataConfig, Encoded, encoded_dataset
-from r3graph.scenes.imagegen.fsq import ImageTokenizer
-from r3graph.scenes.imagegen.model import IMAGE_TOKENIZER_PATH, llama_config, save_model_dir
-from r3graph.scenes.imagegen.vocab import PAD, Vocab
+from r3graph_scenes.imagegen.data import DataConfig, Encoded, encoded_dataset
+from r3graph_scenes.imagegen.fsq import ImageTokenizer
+from r3graph_scenes.imagegen.model import IMAGE_TOKENIZER_PATH, llama_config, save_model_dir
+from r3graph_scenes.imagegen.vocab import PAD, Vocab
 
 IGNORE = -100
 
@@ -76,7 +76,7 @@ def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="r3graph/models/scenes-imagegen")
+    ap.add_argument("--out", default="scenes/r3graph_scenes/models/scenes-imagegen")
     ap.add_argument("--seed", type=int, default=0, help="init and batch order")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -163,14 +163,14 @@ def train(args: argparse.Namespace) -> dict:
     train_minutes = (time.time() - t0) / 60
     model.eval()
     save_model_dir(model, vocab, out)
-    result = {"command": "python -m r3graph.scenes.imagegen.train --out " + str(args.out),
+    result = {"command": "python -m r3graph_scenes.imagegen.train --out " + str(args.out),
               "args": vars(args), "data": {**cfg.__dict__, "generation_sequences": len(gen),
                                            "edit_sequences": len(edit)},
               "parameters": n_params, "steps_done": step, "stopped_by": stopped_by,
               "train_minutes": round(train_minutes, 2),
               "setup_seconds": round(setup, 1), "torch_threads": args.threads, "log": log}
     if not args.no_eval:
-        from r3graph.scenes.imagegen.evaluate_generator import evaluate, untrained_baseline
+        from r3graph_scenes.imagegen.evaluate_generator import evaluate, untrained_baseline
 
         result["held_out"] = evaluate(model, vocab, image_tokenizer, n_prompts=args.eval_prompts,
                                       n_edits=args.eval_edits)
@@ -179,7 +179,7 @@ def train(args: argparse.Namespace) -> dict:
     result["total_minutes"] = round((time.time() - t0) / 60, 2)
     (out / "training_log.json").write_text(json.dumps(result, indent=1) + "\n")
     if "held_out" in result:
-        from r3graph.scenes.imagegen.card import write_card
+        from r3graph_scenes.imagegen.card import write_card
 
         write_card(out, result)
     return result

@@ -1,6 +1,6 @@
 """Train the scene-world image tokenizer from scratch on one CPU thread:
 
-    python -m r3graph.scenes.imagegen.train_tokenizer --out r3graph/models/scenes-imagegen/tokenizer
+    python -m r3graph_scenes.imagegen.train_tokenizer --out scenes/r3graph_scenes/models/scenes-imagegen/tokenizer
 
 Training images are freshly generated scenes (``--seed``); development checks during training use
 scenes of DEV_SEED, and the held-out figures in the model card come from HELD_OUT_SEED, a seed neither
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from r3graph.scenes.detector import VALIDATION_SEED, compare_scenes, detect
-from r3graph.scenes.imagegen.evaluate import ASPECTS, detector_summary, evaluate_tokenizer
-from r3graph.scenes.imagegen.fsq import (
+from r3graph_scenes.detector import VALIDATION_SEED, compare_scenes, detect
+from r3graph_scenes.imagegen.evaluate import ASPECTS, detector_summary, evaluate_tokenizer
+from r3graph_scenes.imagegen.fsq import (
     TRAIN_COMMAND,
     ImageTokenizer,
     PaletteHead,
@@ -37,7 +37,7 @@ from r3graph.scenes.imagegen.fsq import (
     TokenizerNet,
     to_images,
 )
-from r3graph.scenes.world import BACKGROUND, generate_scenes, render
+from r3graph_scenes.world import BACKGROUND, generate_scenes, render
 
 DEV_SEED = 999  # scenes for decisions while developing (architecture, loss, steps)
 HELD_OUT_SEED = VALIDATION_SEED  # 31337: the model card's figures; never used for a decision
@@ -160,7 +160,7 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
         "# scenes-imagegen tokenizer", "",
         "A discrete image tokenizer for the scene world: 64x64 RGB -> conv encoder -> FSQ "
         f"(levels {list(args.levels)}, {held['codebook_size']} codes) on an 8x8 grid -> conv decoder. "
-        "64 tokens per image, row-major. Code: `r3graph/scenes/imagegen/fsq.py`.", "",
+        "64 tokens per image, row-major. Code: `scenes/r3graph_scenes/imagegen/fsq.py`.", "",
         "## Training", "",
         f"- Command: `{info['command']}`",
         f"- From scratch, {info['steps_done']} steps of batch {args.batch_size} on {args.train_scenes} scenes "
@@ -178,7 +178,7 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
         f"- Development checks: {args.dev_scenes} scenes of seed {DEV_SEED} (final dev exact {dev['exact']:.3f}).",
         "",
         f"## Held-out evaluation ({rec['n']} scenes of seed {HELD_OUT_SEED})", "",
-        "The pixel-only detector (`r3graph/scenes/detector.py`) reads each render and its reconstruction. "
+        "The pixel-only detector (`scenes/r3graph_scenes/detector.py`) reads each render and its reconstruction. "
         "Exact = every object's colour, shape and size and every pairwise relation right; bound = one-sided "
         "95% Clopper-Pearson lower bound on the exact rate.", "",
         "| input | exact scenes | exact | 95% lower bound | " + " | ".join(ASPECTS) + " | max pos. err |",
@@ -202,7 +202,7 @@ def model_card(args: argparse.Namespace, info: dict[str, Any], held: dict[str, A
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="r3graph/models/scenes-imagegen/tokenizer")
+    ap.add_argument("--out", default="scenes/r3graph_scenes/models/scenes-imagegen/tokenizer")
     ap.add_argument("--seed", type=int, default=0, help="training scenes, sampler and init")
     ap.add_argument("--train-scenes", type=int, default=40000)
     ap.add_argument("--steps", type=int, default=4000)
@@ -231,7 +231,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     tokenizer, info = train(args)
-    info["command"] = "python -m r3graph.scenes.imagegen.train_tokenizer " + shlex.join(sys.argv[1:])
+    info["command"] = "python -m r3graph_scenes.imagegen.train_tokenizer " + shlex.join(sys.argv[1:])
     info["machine"] = f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs"
     dev = evaluate_tokenizer(tokenizer, generate_scenes(DEV_SEED, args.dev_scenes), renders=False)["reconstructions"]
     held = evaluate_tokenizer(tokenizer, generate_scenes(HELD_OUT_SEED, args.held_out_scenes))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
 
-from r3graph.scenes import language
-from r3graph.scenes.world import COLOURS, RELATIONS, SHAPES, SIZES
+from r3graph_scenes import language
+from r3graph_scenes.world import COLOURS, RELATIONS, SHAPES, SIZES
 
 SPECIALS: tuple[str, ...] = ("<pad>", "<unk>", "<bos>", "<eos>", "<gen>", "<edit>", "<boi>", "<eoi>")
 PAD, UNK, BOS, EOS, GEN, EDIT, BOI, EOI = range(len(SPECIALS))

@@ -17,7 +17,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from r3graph.scenes.model.tokenizer import CHAT_TEMPLATE, IMAGE
+from r3graph_scenes.model.tokenizer import CHAT_TEMPLATE, IMAGE
 
 IMAGE_SIZE = 64
 IMAGE_SEQ_LEN = 16  # image tokens per image, fixed: (IMAGE_SIZE // patch) ** 2 // scale_factor ** 2

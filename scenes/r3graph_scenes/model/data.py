@@ -14,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from r3graph.prompts.pack import PromptPack, load_pack
-from r3graph.scenes.edits import corrupt_caption, edit_instruction
-from r3graph.scenes.image_edits import image_edit, make_mistake
-from r3graph.scenes.language import caption, parse_caption, relation_sentence
-from r3graph.scenes.questions import (
+from r3graph_scenes.edits import corrupt_caption, edit_instruction
+from r3graph_scenes.image_edits import image_edit, make_mistake
+from r3graph_scenes.language import caption, parse_caption, relation_sentence
+from r3graph_scenes.questions import (
     answer_yes_no,
     questions_for,
     yes_no_questions_for_caption,
 )
-from r3graph.scenes.world import Scene
+from r3graph_scenes.world import Scene
 
 PACK: PromptPack = load_pack("scenes")
 IMAGE_PACK: PromptPack = PACK.for_output("image")  # output mode "image": the prompt is the truth

@@ -1,4 +1,4 @@
-"""Held-out evaluation of scenes-vlm: ``python -m r3graph.scenes.model.evaluate --model DIR``.
+"""Held-out evaluation of scenes-vlm: ``python -m r3graph_scenes.model.evaluate --model DIR``.
 
 Scenes come from a seed never used in training or model selection (12345). Measures each skill
 in isolation against exact truth, plus one full self_questions R3 pass where the model does every
@@ -18,16 +18,16 @@ import torch
 
 from r3graph.prompts.pack import PromptPack, load_pack
 from r3graph.reflect.verdicts import read_judge, read_yes_no
-from r3graph.scenes.edits import corrupt_caption, edit_instruction
-from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.language import caption
-from r3graph.scenes.metrics import aggregate, score_caption
-from r3graph.scenes.model.architecture import load_bundle
-from r3graph.scenes.model.data import claim_findings, painted_for, question_findings
-from r3graph.scenes.model.infer import generate, images_to_uint8
-from r3graph.scenes.painter import apply_edit
-from r3graph.scenes.questions import answer_yes_no, questions_for, verify_answer
-from r3graph.scenes.world import Scene, generate_scenes, render
+from r3graph_scenes.edits import corrupt_caption, edit_instruction
+from r3graph_scenes.image_edits import image_edit
+from r3graph_scenes.language import caption
+from r3graph_scenes.metrics import aggregate, score_caption
+from r3graph_scenes.model.architecture import load_bundle
+from r3graph_scenes.model.data import claim_findings, painted_for, question_findings
+from r3graph_scenes.model.infer import generate, images_to_uint8
+from r3graph_scenes.painter import apply_edit
+from r3graph_scenes.questions import answer_yes_no, questions_for, verify_answer
+from r3graph_scenes.world import Scene, generate_scenes, render
 
 HELD_OUT_SEED = 12345
 CARD_BEGIN, CARD_END = "<!-- scores:begin -->", "<!-- scores:end -->"
@@ -221,7 +221,7 @@ def _card_block(r: dict, minutes: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="r3graph/models/scenes-vlm")
+    ap.add_argument("--model", default="scenes/r3graph_scenes/models/scenes-vlm")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--out", default="bench/results/scenes-vlm.json")
     ap.add_argument("--no-card", action="store_true")

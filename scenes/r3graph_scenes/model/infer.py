@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from transformers import Idefics3ForConditionalGeneration, Idefics3Processor, PreTrainedTokenizerFast
 
-from r3graph.scenes.model.architecture import IMAGE_SEQ_LEN
-from r3graph.scenes.model.tokenizer import BOS, EOS, FAKE_IMAGE, GLOBAL_IMAGE, IMAGE
+from r3graph_scenes.model.architecture import IMAGE_SEQ_LEN
+from r3graph_scenes.model.tokenizer import BOS, EOS, FAKE_IMAGE, GLOBAL_IMAGE, IMAGE
 
 IMAGE_EXPANSION = FAKE_IMAGE + GLOBAL_IMAGE + IMAGE * IMAGE_SEQ_LEN + FAKE_IMAGE
 

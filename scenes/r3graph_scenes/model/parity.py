@@ -27,8 +27,8 @@ def _data_url(img: Image.Image) -> str:
 
 def _cases(n_scenes: int, seed: int) -> list[tuple[Image.Image, str]]:
     """A few stages per scene, with drafts taken from the scene's own (possibly corrupted) caption."""
-    from r3graph.scenes.language import caption
-    from r3graph.scenes.world import generate_scenes, render
+    from r3graph_scenes.language import caption
+    from r3graph_scenes.world import generate_scenes, render
 
     pack = load_pack("scenes")
     rng = random.Random(seed)
@@ -45,7 +45,7 @@ def _cases(n_scenes: int, seed: int) -> list[tuple[Image.Image, str]]:
 def transformers_outputs(model_dir: str, cases: list[tuple[Image.Image, str]], max_new_tokens: int) -> list[list[int]]:
     import torch
 
-    from r3graph.scenes.model.architecture import load_bundle
+    from r3graph_scenes.model.architecture import load_bundle
 
     model, processor = load_bundle(model_dir)
     outs: list[list[int]] = []
@@ -78,7 +78,7 @@ def vllm_outputs(model_dir: str, cases: list[tuple[Image.Image, str]], max_new_t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="r3graph/models/scenes-vlm")
+    parser.add_argument("--model", default="scenes/r3graph_scenes/models/scenes-vlm")
     parser.add_argument("--scenes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--max-new-tokens", type=int, default=48)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from r3graph.scenes.world import COLOURS, EXTENT, SHAPES, SIZES, Scene
+from r3graph_scenes.world import COLOURS, EXTENT, SHAPES, SIZES, Scene
 
 GRID = 4  # 16 image tokens = 4 x 4 cells
 NONE = 0  # class 0 of every head: no object in this cell

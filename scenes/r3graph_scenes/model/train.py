@@ -1,4 +1,4 @@
-"""Train scenes-vlm from scratch on CPU: ``python -m r3graph.scenes.model.train --out DIR --seed 0``.
+"""Train scenes-vlm from scratch on CPU: ``python -m r3graph_scenes.model.train --out DIR --seed 0``.
 
 Multi-task (every skill of the R3 loop, see data.py), loss on response tokens only. Two phases:
 after ``--self-draft-at`` of the steps the current model captions a batch of training scenes and
@@ -18,13 +18,13 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
-from r3graph.scenes.metrics import aggregate, score_caption
-from r3graph.scenes.model.architecture import ModelSize, build_model, build_processor, count_parameters, save_bundle
-from r3graph.scenes.model.data import Example, corpus_texts, sample_examples
-from r3graph.scenes.model.infer import check_matches_processor, generate, images_to_uint8, pixel_values, prompt_text
-from r3graph.scenes.model.perception import ImageTokenTap, PerceptionHeads, cell_labels
-from r3graph.scenes.model.tokenizer import train_tokenizer
-from r3graph.scenes.world import generate_scenes, render
+from r3graph_scenes.metrics import aggregate, score_caption
+from r3graph_scenes.model.architecture import ModelSize, build_model, build_processor, count_parameters, save_bundle
+from r3graph_scenes.model.data import Example, corpus_texts, sample_examples
+from r3graph_scenes.model.infer import check_matches_processor, generate, images_to_uint8, pixel_values, prompt_text
+from r3graph_scenes.model.perception import ImageTokenTap, PerceptionHeads, cell_labels
+from r3graph_scenes.model.tokenizer import train_tokenizer
+from r3graph_scenes.world import generate_scenes, render
 
 VALIDATION_SEED = 999  # for decisions while developing; the held-out evaluation seed is 12345
 
@@ -98,7 +98,7 @@ def perception_warmup(model, heads: PerceptionHeads, images: torch.Tensor, cells
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="r3graph/models/scenes-vlm")
+    ap.add_argument("--out", default="scenes/r3graph_scenes/models/scenes-vlm")
     ap.add_argument("--seed", type=int, default=0, help="seeds the training scenes, the data sampler and the init")
     ap.add_argument("--train-scenes", type=int, default=20000)
     ap.add_argument("--steps", type=int, default=2000)
