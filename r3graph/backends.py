@@ -46,7 +46,7 @@ def shipped_model_dir() -> Path:
     """The default model directory a plugin ships (R3ConfigError when none does)."""
     from r3graph.plugins import require_model_dir
 
-    return require_model_dir("--model-dir / R3GRAPH_MODEL_DIR")
+    return require_model_dir("--model DIR (--model-dir DIR in the benchmarks, R3GRAPH_MODEL_DIR for the server)")
 
 
 # A model directory may say which prompt pack it was trained on, as data beside its weights:
@@ -124,7 +124,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every benchmark takes to choose its model: a server, or the in-process engine."""
     parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
     parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
-    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
+    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: a plugin's, scenes-vlm)")
     parser.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
 
 

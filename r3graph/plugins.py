@@ -108,11 +108,11 @@ def default_image_model_dir() -> Path | None:
     return next((p.image_model_dir for p in plugins() if p.image_model_dir is not None), None)
 
 
-def require_model_dir(flag: str = "--model") -> Path:
-    """The default model directory, or an R3ConfigError that says how to get one."""
+def require_model_dir(flag: str = "--model DIR") -> Path:
+    """The default model directory, or an R3ConfigError that says how to get one (``flag``: what to pass)."""
     found = default_model_dir()
     if found is None:
-        raise R3ConfigError(f"no model given and no plugin ships a default one: pass {flag} DIR (an HF-format "
+        raise R3ConfigError(f"no model given and no plugin ships a default one: pass {flag} (an HF-format "
                             f"model directory), or {SCENES_HINT} for the shipped scenes-vlm")
     return found
 
