@@ -285,9 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", choices=["text", "image"], default="text",
                    help="image: generate from --instruction, judge, edit (needs an image server)")
     r.add_argument("--image-server", default="learned",
-                   help="'learned' (default): the shipped token-image model served by vLLM behind the image API; "
-                   "a vllm-omni base URL (e.g. http://127.0.0.1:8001/v1); or 'stand-in': the rule-based scene "
-                   "painter in process (a test oracle, not a model)")
+                   help="'learned' (default): a plugin's token-image model (r3graph-scenes: scenes-imagegen) served "
+                   "by vLLM behind the image API; a vllm-omni base URL (e.g. http://127.0.0.1:8001/v1); or a name a "
+                   "plugin adds, e.g. r3graph-scenes' 'stand-in': the rule-based scene painter in process (a test "
+                   "oracle, not a model)")
     r.add_argument("--image-model", default=None, help="model name sent to the image server")
     r.add_argument("--image-api", choices=["images", "chat"], default="images",
                    help="vllm-omni endpoints: images (/v1/images/*) or chat (/v1/chat/completions, BAGEL's example)")

@@ -38,7 +38,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--reflect", default="self_questions", help="self_questions, judge, multi_step or none")
     p.add_argument("--select", choices=["last", "best"], default="last")
     p.add_argument("--base-url", help="a running vLLM server (else the in-process engine)")
-    p.add_argument("--model", help="model directory for the in-process engine (default: the shipped model)")
+    p.add_argument("--model", help="model directory for the in-process engine (default: a plugin's, e.g. scenes-vlm)")
     p.add_argument("--backend", choices=backends.BACKEND_KINDS,
                    help="default: server with --base-url, else engine; scripted = no weights, for tests")
     p.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
