@@ -17,6 +17,7 @@ from r3graph.prompts.pack import PromptPack, load_pack
 from r3graph_scenes.edits import corrupt_caption, edit_instruction
 from r3graph_scenes.image_edits import image_edit, make_mistake
 from r3graph_scenes.language import caption, parse_caption, relation_sentence
+from r3graph_scenes.plugin import SCENES_PACK
 from r3graph_scenes.questions import (
     answer_yes_no,
     questions_for,
@@ -24,7 +25,7 @@ from r3graph_scenes.questions import (
 )
 from r3graph_scenes.world import Scene
 
-PACK: PromptPack = load_pack("scenes")
+PACK: PromptPack = load_pack(SCENES_PACK)  # by path: it is this package's own, found or not as a plugin
 IMAGE_PACK: PromptPack = PACK.for_output("image")  # output mode "image": the prompt is the truth
 
 # Share of each skill in a batch. Captioning is the hardest (every object, size and relation must

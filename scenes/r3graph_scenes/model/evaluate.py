@@ -26,6 +26,7 @@ from r3graph_scenes.model.architecture import load_bundle
 from r3graph_scenes.model.data import claim_findings, painted_for, question_findings
 from r3graph_scenes.model.infer import generate, images_to_uint8
 from r3graph_scenes.painter import apply_edit
+from r3graph_scenes.plugin import SCENES_PACK
 from r3graph_scenes.questions import answer_yes_no, questions_for, verify_answer
 from r3graph_scenes.world import Scene, generate_scenes, render
 
@@ -68,7 +69,7 @@ def _edit_scores(outs: list[str], targets: list[str | None], prompts: list[str],
 
 
 def evaluate(model_dir: str, n: int, seed: int = HELD_OUT_SEED) -> dict:
-    pack = load_pack("scenes")
+    pack = load_pack(SCENES_PACK)  # by path: it is this package's own, found or not as a plugin
     model, processor = load_bundle(model_dir)
     tok = processor.tokenizer
     scenes = generate_scenes(seed, n)

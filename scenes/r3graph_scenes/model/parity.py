@@ -17,6 +17,7 @@ import random
 from PIL import Image
 
 from r3graph.prompts.pack import load_pack
+from r3graph_scenes.plugin import SCENES_PACK
 
 
 def _data_url(img: Image.Image) -> str:
@@ -30,7 +31,7 @@ def _cases(n_scenes: int, seed: int) -> list[tuple[Image.Image, str]]:
     from r3graph_scenes.language import caption
     from r3graph_scenes.world import generate_scenes, render
 
-    pack = load_pack("scenes")
+    pack = load_pack(SCENES_PACK)  # by path: it is this package's own, found or not as a plugin
     rng = random.Random(seed)
     cases: list[tuple[Image.Image, str]] = []
     for scene in generate_scenes(seed, n_scenes):
