@@ -194,3 +194,20 @@ def test_the_core_wheel_ships_no_world_and_no_weights(tmp_path: Path) -> None:
     data = pyproject.read_text().replace('"prompts/packs/*.json"]', '"prompts/packs/*.json", "models/**/*"]')
     pyproject.write_text(data)
     assert wheel_problems(build_wheel(src, tmp_path / "leaky")) == ["r3graph/models/m/model.safetensors"]
+
+
+@pytest.mark.slow
+def test_the_plugin_wheel_carries_the_world_its_weights_and_its_entry_point(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "scenes", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    wheel = build_wheel(src, tmp_path / "wheel")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        declared = z.read(entry_points).decode()
+    for model in ("scenes-vlm", "scenes-imagegen"):
+        files = ("config.json", "model.safetensors", "r3graph.json")
+        assert {f"r3graph_scenes/models/{model}/{f}" for f in files} <= names
+    assert {f"r3graph_scenes/{f}" for f in ("packs/scenes.json", "assets/example.png", "plugin.py")} <= names
+    assert not any(n.startswith("r3graph/") for n in names)
+    assert "[r3graph.plugins]\nscenes = r3graph_scenes.plugin:PLUGIN" in declared
