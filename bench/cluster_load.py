@@ -39,7 +39,7 @@ from r3graph.serving import chat_model_for_server
 from r3graph.serving.cluster import VLLMCluster, VLLMRouter
 
 BENCH = Path(__file__).resolve().parent
-IMAGE = BENCH.parent / "r3graph" / "scenes" / "assets" / "example.png"
+IMAGE = BENCH.parent / "scenes" / "r3graph_scenes" / "assets" / "example.png"
 STAGES = ("reason", "reflect", "refine")  # the path of a max_rounds=1 run, in order
 
 
@@ -56,7 +56,7 @@ class FreshImages:
         self._rng = random.Random(seed)  # one scene at a time: the same sequence as generate_scenes(seed, n)
 
     def variants(self, k: int) -> list[str]:
-        from r3graph.scenes.world import generate_scene, render
+        from r3graph_scenes.world import generate_scene, render
 
         image = render(generate_scene(self._rng))
         urls = []

@@ -26,7 +26,7 @@ from r3graph import R3Context, R3Error, build_r3_graph
 from r3graph.checkpointing import open_checkpointer
 from r3graph.serving import chat_model_for_server
 
-IMAGE = Path(__file__).resolve().parents[1] / "r3graph" / "scenes" / "assets" / "example.png"
+IMAGE = Path(__file__).resolve().parents[1] / "scenes" / "r3graph_scenes" / "assets" / "example.png"
 
 
 class CallLog(BaseCallbackHandler):

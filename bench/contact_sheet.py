@@ -24,10 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from r3graph import R3Context, R3Error, build_r3_graph
 from r3graph.backends import add_backend_arguments, started_backend
-from r3graph.evaluation.image_quality import geneval_cases
-from r3graph.evaluation.image_scores import score_image
 from r3graph.image_generation import ImageParams
 from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_quality import geneval_cases
+from r3graph_scenes.evaluation.image_scores import score_image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from image_quality import LEARNED_MODEL_DIR, RESULTS, SERVER_LOG  # the benchmark's own defaults
@@ -43,7 +43,7 @@ def _generator(args: argparse.Namespace) -> Any:
         from r3graph.serving.image_server import ImageServerProcess
 
         return ImageServerProcess(args.generator_model, log_path=SERVER_LOG)
-    from r3graph.scenes.paint_server import PaintServer
+    from r3graph_scenes.paint_server import PaintServer
 
     return PaintServer(error_rate=0.5, seed=0)
 

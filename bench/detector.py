@@ -3,7 +3,7 @@
     .venv/bin/python bench/detector.py            # 1000 held-out scenes per size, a few minutes on 2 cores
     .venv/bin/python bench/detector.py --scenes 200
 
-Scenes come from r3graph.scenes.detector.VALIDATION_SEED (the detector's thresholds were set on other
+Scenes come from r3graph_scenes.detector.VALIDATION_SEED (the detector's thresholds were set on other
 seeds). Per size: exact-scene accuracy (every object's colour, shape and size, and every pairwise
 relation, right) with its one-sided 95% Clopper-Pearson lower bound, per-aspect accuracy and the
 largest position error. "Damaged" rows stand in for what a learned generator or tokenizer does to an
@@ -27,7 +27,7 @@ from typing import Any
 from PIL import Image, ImageFilter
 
 from r3graph.evaluation.stats import binomial_lower_bound
-from r3graph.scenes.detector import VALIDATION_SEED, accuracy_on_renders
+from r3graph_scenes.detector import VALIDATION_SEED, accuracy_on_renders
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = (32, 48, 64, 128, 256, 512)

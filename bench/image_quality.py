@@ -10,7 +10,7 @@ at two error rates of the stand-in generator, on held-out scene prompts, with pa
     .venv/bin/python bench/image_quality.py --base-url http://127.0.0.1:8000/v1 --model NAME --pack default
 
 The generator is the stand-in PaintServer (127.0.0.1, stopped at the end); scores are read from the
-images' pixels by the scene world's detector (r3graph/scenes/detector.py), whose accuracy on the
+images' pixels by the scene world's detector (scenes/r3graph_scenes/detector.py), whose accuracy on the
 run's own images (against the scene the stand-in stored, the oracle) is in the results. A separate
 script from bench/quality.py because the artefact, the generator and the scorer all differ.
 Writes bench/results/image_quality.md, image_quality.json and image_quality.jsonl.gz (every run);
@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from r3graph.backends import Backend, add_backend_arguments, shipped_model_dir, started_backend
-from r3graph.evaluation.image_categories import detector_accuracy, summarise_categories, summarise_depths
-from r3graph.evaluation.image_quality import (
+from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_categories import detector_accuracy, summarise_categories, summarise_depths
+from r3graph_scenes.evaluation.image_quality import (
     ASPECTS,
     IMAGE_SIZE,
     ONE_SHOT,
@@ -53,14 +54,13 @@ from r3graph.evaluation.image_quality import (
     summarise_images,
     sweep_image_conditions,
 )
-from r3graph.evaluation.quality import HELD_OUT_SEED, log
-from r3graph.scenes.geneval_prompts import GENEVAL_SEED
-from r3graph.scenes.image_edits import MISTAKE_KINDS
-from r3graph.scenes.paint_server import PaintServer
-from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.quality import HELD_OUT_SEED, log
+from r3graph_scenes.geneval_prompts import GENEVAL_SEED
+from r3graph_scenes.image_edits import MISTAKE_KINDS
+from r3graph_scenes.paint_server import PaintServer
 
-# Where the learned generator is shipped (trained by python -m r3graph.scenes.imagegen.train).
-LEARNED_MODEL_DIR = Path(__file__).resolve().parents[1] / "r3graph/models/scenes-imagegen"
+# Where the learned generator is shipped (trained by python -m r3graph_scenes.imagegen.train).
+LEARNED_MODEL_DIR = Path(__file__).resolve().parents[1] / "scenes/r3graph_scenes/models/scenes-imagegen"
 RESULTS = Path(__file__).parent / "results"
 SERVER_LOG = Path(__file__).resolve().parents[1] / ".cache/logs/image_server.log"  # the image server's own log
 
@@ -117,7 +117,7 @@ async def _measure(args: argparse.Namespace, backend: Backend, started: float) -
         "generator": (f"learned token-image model {args.generator_model} (sha256 "
                       f"{_weights_digest(args.generator_model)}), served by vLLM behind the image API"
                       if learned else "r3graph PaintServer (stand-in, not a model)"),
-        "scorer": "r3graph.scenes.detector (pixels only)",
+        "scorer": "r3graph_scenes.detector (pixels only)",
         "machine": f"{platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs",
         "total_minutes": (time.perf_counter() - started) / 60,
     }
@@ -214,7 +214,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 PROMPT_SETS = {"captions": "the world's captions of held-out scenes",
-               "geneval": "GenEval's six categories, from r3graph/scenes/geneval_prompts.py"}
+               "geneval": "GenEval's six categories, from scenes/r3graph_scenes/geneval_prompts.py"}
 
 
 def _detector_lines(d: dict[str, float]) -> list[str]:
@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.3, 0.7])
     parser.add_argument("--prompt-set", choices=("captions", "geneval"), default="captions",
                         help="captions of held-out scenes (default) or GenEval's six categories from their own "
-                             "generator (r3graph/scenes/geneval_prompts.py; results in image_quality_geneval.*)")
+                             "generator (scenes/r3graph_scenes/geneval_prompts.py; results in image_quality_geneval.*)")
     parser.add_argument("--seed", type=int, default=None,
                         help=f"prompt seed (default {HELD_OUT_SEED} for captions, {GENEVAL_SEED} for geneval)")
     parser.add_argument("--image-size", default=IMAGE_SIZE, help="WxH; 64x64 for scenes-vlm, larger for real VLMs")

@@ -7,7 +7,7 @@ Starts ``r3graph image-server`` as a child process (the deployment path: CLI, vL
 and drives it with ``OmniImageClient``: ``--images`` generations at each concurrency (seeded, so each
 is a fresh 64-token sample), then as many edits of one generated image (whose source codes hit the
 prefix cache). Speed does not depend on the weights, so without ``--model`` an untrained model of the
-trained one's shape is built (r3graph.scenes.imagegen.model.build_untrained). Writes
+trained one's shape is built (r3graph_scenes.imagegen.model.build_untrained). Writes
 bench/results/image_server.md and image_server.json.
 """
 
@@ -35,7 +35,7 @@ PROMPT = "a large red circle to the left of a small blue square"
 
 
 def _untrained_model() -> Path:
-    from r3graph.scenes.imagegen.model import build_untrained
+    from r3graph_scenes.imagegen.model import build_untrained
 
     path = (project_cache_dir() or Path.home() / ".cache" / "r3graph") / "bench-imagegen-untrained"
     if not (path / "r3graph.json").is_file():

@@ -3,7 +3,7 @@
     .venv/bin/python bench/image_tokenizer.py                  # the shipped tokenizer, 1000 held-out scenes
     .venv/bin/python bench/image_tokenizer.py --scenes 2000 --tokenizer path/to/folder
 
-Scenes come from the tokenizer's held-out seed (r3graph.scenes.imagegen.train_tokenizer.HELD_OUT_SEED,
+Scenes come from the tokenizer's held-out seed (r3graph_scenes.imagegen.train_tokenizer.HELD_OUT_SEED,
 the detector's validation seed), which neither training nor development decisions used. For the renders
 and for their reconstructions (encode -> 64 codes -> decode): exact-scene rate with its one-sided 95%
 Clopper-Pearson lower bound, per-aspect rates, largest position error; then pixel MSE, codes used of the
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from r3graph.scenes.imagegen.evaluate import ASPECTS, evaluate_tokenizer
-from r3graph.scenes.imagegen.fsq import SHIPPED_DIR, ImageTokenizer
-from r3graph.scenes.imagegen.train_tokenizer import HELD_OUT_SEED
-from r3graph.scenes.world import generate_scenes
+from r3graph_scenes.imagegen.evaluate import ASPECTS, evaluate_tokenizer
+from r3graph_scenes.imagegen.fsq import SHIPPED_DIR, ImageTokenizer
+from r3graph_scenes.imagegen.train_tokenizer import HELD_OUT_SEED
+from r3graph_scenes.world import generate_scenes
 
 RESULTS = Path(__file__).parent / "results"
 

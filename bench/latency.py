@@ -72,7 +72,7 @@ class Images:
     """Fresh 64x64 scene images as data URLs (a new image never hits an earlier run's cache)."""
 
     def __init__(self) -> None:
-        from r3graph.scenes.world import generate_scenes, render
+        from r3graph_scenes.world import generate_scenes, render
 
         self._scenes = iter(generate_scenes(seed=1234, n=100_000))
         self._render = render
@@ -420,11 +420,12 @@ def table(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+    from r3graph.serving.env import apply_vllm_env_defaults
+    from r3graph_scenes.plugin import SCENES_VLM_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shipped = (SHIPPED_MODEL_DIR / "config.json").is_file()
-    ap.add_argument("--model", default=str(SHIPPED_MODEL_DIR if shipped else REPO / ".cache/tiny-idefics3"))
+    shipped = (SCENES_VLM_DIR / "config.json").is_file()
+    ap.add_argument("--model", default=str(SCENES_VLM_DIR if shipped else REPO / ".cache/tiny-idefics3"))
     ap.add_argument("--pack", default=None, help="default: scenes for scenes-vlm, else default")
     ap.add_argument("--repeats", type=int, default=30, help="interleaved rounds of the latency conditions")
     ap.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 16, 64])

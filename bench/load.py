@@ -38,10 +38,11 @@ import psutil
 
 from r3graph import R3Context, R3Error, build_r3_graph
 from r3graph.serving import VLLMServer, chat_model_for_server
-from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+from r3graph.serving.env import apply_vllm_env_defaults
+from r3graph_scenes.plugin import SCENES_VLM_DIR
 
 RESULTS = Path(__file__).parent / "results"
-IMAGE = Path(__file__).resolve().parents[1] / "r3graph" / "scenes" / "assets" / "example.png"
+IMAGE = Path(__file__).resolve().parents[1] / "scenes" / "r3graph_scenes" / "assets" / "example.png"
 
 
 def log(msg: str) -> None:
@@ -184,7 +185,7 @@ def main() -> int:
     parser.add_argument("--call-timeout-s", type=float, default=120.0)
     parser.add_argument("--run-timeout-s", type=float, default=300.0)
     parser.add_argument("--cap-s", type=float, default=900.0, help="hard wall-clock cap, server start included")
-    parser.add_argument("--model-dir", default=str(SHIPPED_MODEL_DIR))
+    parser.add_argument("--model-dir", default=str(SCENES_VLM_DIR))
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--scenario", default="single",
                         help="single (one server, as before), or comma-separated cluster scenarios: batches, "

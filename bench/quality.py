@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from r3graph.backends import Backend, add_backend_arguments, started_backend
-from r3graph.evaluation.quality import (
+from r3graph_scenes.evaluation.quality import (
     HELD_OUT_SEED,
     default_conditions,
     held_out_cases,
@@ -30,7 +30,7 @@ from r3graph.evaluation.quality import (
     run_condition,
     vqa_accuracy,
 )
-from r3graph.evaluation.report import markdown, plot, summarise, write_jsonl
+from r3graph_scenes.evaluation.report import markdown, plot, summarise, write_jsonl
 
 RESULTS = Path(__file__).parent / "results"
 

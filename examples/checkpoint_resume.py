@@ -35,7 +35,7 @@ from r3graph import R3Context, R3Error, R3Input, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
 from r3graph.checkpointing import open_checkpointer
 from r3graph.graphs import default_retry_policy
-from r3graph.scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.assets import EXAMPLE_PNG
 
 HARD_KILL_STATUS = 70
 

@@ -28,7 +28,7 @@ from langgraph.types import Command
 from r3graph import R3Context, R3Input, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
 from r3graph.checkpointing import open_checkpointer
-from r3graph.scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.assets import EXAMPLE_PNG
 
 Decide = Callable[[dict[str, Any]], Any]
 

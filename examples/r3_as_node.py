@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from r3graph import R3Context, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
-from r3graph.scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.assets import EXAMPLE_PNG
 
 Priority = Literal["low", "normal", "high"]
 DEPTH: dict[Priority, int] = {"low": 0, "normal": 1, "high": 3}

@@ -34,7 +34,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 from r3graph import R3Context, R3Error, build_r3_graph
 from r3graph.backends import Backend, BackendKind, make_backend
-from r3graph.scenes.assets import ASSETS_DIR
+from r3graph_scenes.assets import ASSETS_DIR
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MAX_ROUNDS_LIMIT = 3  # an agent must not be able to run up unbounded model calls

@@ -5,10 +5,11 @@ Three backends, one decision each:
 - ``server``: a running vLLM OpenAI-compatible server (``--base-url`` / ``R3GRAPH_BASE_URL``);
   outgoing requests carry the current trace context (``traceparent``), see
   :mod:`r3graph.serving.propagation`.
-- ``engine``: the in-process vLLM engine over a model directory, the shipped
-  ``r3graph/models/scenes-vlm`` unless told otherwise (``R3GRAPH_MODEL_DIR``).
-- ``scripted``: :class:`r3graph.scripted.ScriptedSceneModel`, a SCRIPTED stand-in with no weights
-  for demos and tests. Its label says so wherever it is printed.
+- ``engine``: the in-process vLLM engine over a model directory (``R3GRAPH_MODEL_DIR``), else a
+  plugin's default model (r3graph-scenes ships ``scenes-vlm``); with neither, an R3ConfigError.
+- ``scripted`` (or any other kind a plugin registers, :mod:`r3graph.plugins`): r3graph-scenes'
+  ``ScriptedSceneModel``, a SCRIPTED stand-in with no weights for demos and tests. Its label says so
+  wherever it is printed.
 
 vLLM is imported only by the engine backend, and only when chosen.
 """
@@ -26,6 +27,8 @@ from typing import Literal, cast
 
 from langchain_core.language_models import BaseChatModel
 
+from r3graph.errors import R3ConfigError
+
 BackendKind = Literal["scripted", "engine", "server"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("scripted", "engine", "server")
 
@@ -40,27 +43,38 @@ class Backend:
 
 
 def shipped_model_dir() -> Path:
-    from r3graph.serving.env import SHIPPED_MODEL_DIR  # no vLLM import: env.py is plain Python
+    """The default model directory a plugin ships (R3ConfigError when none does)."""
+    from r3graph.plugins import require_model_dir
 
-    return SHIPPED_MODEL_DIR
+    return require_model_dir("--model DIR (--model-dir DIR in the benchmarks, R3GRAPH_MODEL_DIR for the server)")
 
 
 # A model directory may say which prompt pack it was trained on, as data beside its weights:
-# ``r3graph.json`` with {"pack": "<name>"} (the shipped scenes-vlm does). The core never guesses a pack
-# from a model's name; a model with no such file gets the ``default`` pack unless told otherwise.
+# ``r3graph.json`` with {"pack": "<name>"} (a bundled pack or one a plugin adds, as scenes-vlm's "scenes")
+# or {"pack": "<file>.json"}, a pack file in the model directory itself, so a model brings its own
+# templates with no plugin at all. The core never guesses a pack from a model's name; a model with no
+# such file gets the ``default`` pack unless told otherwise.
 PACK_FILE = "r3graph.json"
 
 
 def declared_pack(model_dir: str | Path | None) -> str | None:
-    """The pack a local model directory declares in its ``r3graph.json``, or None."""
+    """The pack a local model directory declares in its ``r3graph.json`` (a name, or the absolute path of
+    a pack file in that directory), or None."""
     if not model_dir:
         return None
-    path = Path(model_dir).expanduser() / PACK_FILE
+    root = Path(model_dir).expanduser()
     try:
-        pack = json.loads(path.read_text()).get("pack") if path.is_file() else None
+        pack = json.loads((root / PACK_FILE).read_text()).get("pack") if (root / PACK_FILE).is_file() else None
     except (OSError, ValueError, AttributeError):
         return None
-    return pack if isinstance(pack, str) and pack else None
+    if not isinstance(pack, str) or not pack:
+        return None
+    if pack.endswith(".json"):  # a file beside the weights; it must be there, or the model dir is broken
+        path = (root / pack).resolve()
+        if not path.is_file():
+            raise R3ConfigError(f"{root / PACK_FILE} names the pack file {pack!r}, which is not in {root}")
+        return str(path)
+    return pack
 
 
 def _pack_for(model: object, model_dir: str | Path | None, pack: str | None) -> str:
@@ -77,12 +91,14 @@ def make_backend(
     pack: str | None = None,
 ) -> Backend:
     """The model for ``kind`` (see the module docstring); ``pack`` overrides the prompt pack."""
-    if kind == "scripted":
-        from r3graph.scripted import SCRIPTED_MODEL_NAME, ScriptedSceneModel
+    if kind == "scripted":  # no weights, so no model directory: a plugin provides it (r3graph-scenes)
+        from r3graph.plugins import SCENES_HINT, backend
 
-        scripted = ScriptedSceneModel()
-        return Backend(scripted, "scripted", _pack_for(scripted, None, pack), SCRIPTED_MODEL_NAME,
-                       "SCRIPTED model (no weights; answers from the example scene's ground truth)")
+        factory = backend(kind)
+        if factory is None:
+            raise R3ConfigError(f"the {kind} backend comes with a plugin and none provides it: {SCENES_HINT}")
+        scripted, name, label = factory()
+        return Backend(scripted, "scripted", _pack_for(scripted, None, pack), name, label)
     if kind == "server":
         if not base_url:
             raise ValueError("the server backend needs a base URL (--base-url or R3GRAPH_BASE_URL)")
@@ -108,7 +124,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every benchmark takes to choose its model: a server, or the in-process engine."""
     parser.add_argument("--base-url", help="an OpenAI-compatible server instead of the embedded engine")
     parser.add_argument("--model", help="served model name (server mode; default: the server's first)")
-    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: scenes-vlm)")
+    parser.add_argument("--model-dir", help="model directory for the embedded engine (default: a plugin's, scenes-vlm)")
     parser.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
 
 

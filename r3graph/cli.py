@@ -1,6 +1,7 @@
 """``r3graph`` command line: ``serve`` a model with vLLM, ``run`` the R3 loop on an image (or, with
-``--output image``, generate an image and refine it by edits), ``paint-server`` for the stand-in
-image generator, ``image-server`` for a learned token-image model, ``export`` trajectories."""
+``--output image``, generate an image and refine it by edits), ``image-server`` for a learned
+token-image model, ``export`` trajectories, ``report``; plugins add commands (r3graph-scenes:
+``paint-server``, the stand-in image generator). Default models come from plugins too."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from r3graph.errors import R3ConfigError, R3Error, R3ValidationError
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.report_cli import add_report_parser, run_report
 from r3graph.serving.cluster import ROUTER_POLICIES
-from r3graph.serving.env import SHIPPED_IMAGE_MODEL_DIR, SHIPPED_MODEL_DIR, apply_vllm_env_defaults
+from r3graph.serving.env import apply_vllm_env_defaults
 from r3graph.serving.image_server import add_image_server_parser, run_image_server
 
 # argparse exits with 2 on a bad command line; a bad input or option found by our checks is the same
 # kind of mistake, so it gets the same status. A run that starts and fails exits with 1.
 EXIT_BAD_INPUT = 2
+# The commands of the core; any other first word may be a plugin's command (r3graph.plugins).
+CORE_COMMANDS = frozenset({"serve", "run", "image-server", "export", "report"})
+# Plugin commands the docs mention, so their absence is explained rather than an argparse "invalid choice".
+PLUGIN_COMMAND_HINTS = frozenset({"paint-server"})
 
 
 def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -36,7 +41,11 @@ def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def _check_model_dir(path: str) -> str:
+def _check_model_dir(path: str | None) -> str:
+    if path is None:  # no --model: a plugin's default, or a typed error that says what to do
+        from r3graph.plugins import require_model_dir
+
+        path = str(require_model_dir())
     if not (Path(path) / "config.json").is_file():
         raise R3ConfigError(f"--model {path}: no model there (config.json missing); pass an HF-format model directory")
     return path
@@ -130,21 +139,26 @@ async def _run_graph(
 
 
 def _own_image_server(args: argparse.Namespace, say: Any) -> Any:
-    """The image server this command starts (None for a URL): ``learned`` (default), the shipped
-    token-image model behind the image API in a child process (its own vLLM engine), or ``stand-in``,
-    the rule-based painter in process (a test oracle, not a model)."""
-    if args.output != "image" or args.image_server not in ("learned", "stand-in"):
+    """The image server this command starts (None for a URL): ``learned`` (default), a plugin's
+    token-image model behind the image API in a child process (its own vLLM engine), or one a plugin
+    names: r3graph-scenes' ``stand-in`` is the rule-based painter in process (a test oracle, not a model)."""
+    if args.output != "image" or args.image_server.startswith(("http://", "https://")):
         return None
-    if args.image_server == "stand-in":
-        from r3graph.scenes.paint_server import NOTICE, PaintServer
+    if args.image_server != "learned":  # a plugin's (preflight checked that one has it)
+        from r3graph.plugins import image_server
 
-        server = PaintServer(error_rate=args.stand_in_error_rate, seed=args.seed or 0).start()
-        say(f"image generator: {server.url} ({NOTICE})")
+        start = image_server(args.image_server)
+        if start is None:
+            raise R3ConfigError(f"--image-server {args.image_server!r}: no plugin provides it")
+        server, label = start(args)
+        say(f"image generator: {label}")
         return server
+    from r3graph.plugins import require_image_model_dir
     from r3graph.serving.image_server import ImageServerProcess
 
-    say(f"image generator: starting {SHIPPED_IMAGE_MODEL_DIR.name} (learned, served by vLLM) on 127.0.0.1")
-    return ImageServerProcess(SHIPPED_IMAGE_MODEL_DIR).start()  # its output joins the run log
+    model_dir = require_image_model_dir()
+    say(f"image generator: starting {model_dir.name} (learned, served by vLLM) on 127.0.0.1")
+    return ImageServerProcess(model_dir).start()  # its output joins the run log
 
 
 def _save_images(rounds: list[Any], final: dict[str, Any], folder: str) -> dict[int, str]:
@@ -202,9 +216,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         own_server = _own_image_server(args, screen.say)
         image_url = own_server.url if own_server is not None else args.image_server if args.output == "image" else None
         if image_url is not None:
-            details["image generator"] = {"stand-in": "stand-in painter (not a model)",
-                                          "learned": f"{SHIPPED_IMAGE_MODEL_DIR.name} (learned)"}.get(
-                                              args.image_server, image_url)
+            learned = f"{Path(getattr(own_server, 'model_dir', '')).name} (learned)"
+            details["image generator"] = {"stand-in": "stand-in painter (not a model)", "learned": learned}.get(
+                args.image_server, image_url)
         elapsed = asyncio.run(_run_graph(args, backend, checked, screen, image_url, recorder))
     except (Exception, KeyboardInterrupt) as exc:
         if args.report and isinstance(exc, R3Error) and exc.rounds:  # the work done, with the error
@@ -254,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run vLLM's OpenAI-compatible server with R3's flags",
                        epilog="Flags after `--` go to vLLM untouched, e.g. -- --max-num-seqs 32")
-    s.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="HF-format model directory")
+    s.add_argument("--model", default=None, help="HF-format model directory (default: a plugin's, e.g. scenes-vlm)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--served-model-name", default=None, help="default: the model directory's name")
@@ -271,9 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", choices=["text", "image"], default="text",
                    help="image: generate from --instruction, judge, edit (needs an image server)")
     r.add_argument("--image-server", default="learned",
-                   help="'learned' (default): the shipped token-image model served by vLLM behind the image API; "
-                   "a vllm-omni base URL (e.g. http://127.0.0.1:8001/v1); or 'stand-in': the rule-based scene "
-                   "painter in process (a test oracle, not a model)")
+                   help="'learned' (default): a plugin's token-image model (r3graph-scenes: scenes-imagegen) served "
+                   "by vLLM behind the image API; a vllm-omni base URL (e.g. http://127.0.0.1:8001/v1); or a name a "
+                   "plugin adds, e.g. r3graph-scenes' 'stand-in': the rule-based scene painter in process (a test "
+                   "oracle, not a model)")
     r.add_argument("--image-model", default=None, help="model name sent to the image server")
     r.add_argument("--image-api", choices=["images", "chat"], default="images",
                    help="vllm-omni endpoints: images (/v1/images/*) or chat (/v1/chat/completions, BAGEL's example)")
@@ -291,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best keeps the best-judged round, so refine cannot make the answer worse")
     r.add_argument("--pack", default=None, help="prompt pack (default: the model dir's declared one, else default)")
     r.add_argument("--base-url", default=None, help="use a running server instead of an in-process engine")
-    r.add_argument("--model", default=str(SHIPPED_MODEL_DIR), help="model directory for the in-process engine")
+    r.add_argument("--model", default=None,
+                   help="model directory for the in-process engine (default: a plugin's, e.g. scenes-vlm)")
     r.add_argument("--json", action="store_true", help="print one JSON object, nothing else on stdout")
     r.add_argument("--verbose", action="store_true",
                    help="show engine and library logs here (by default they go to a log file under .cache/logs)")
@@ -300,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
                    help="export spans: otlp reads the standard OTEL_EXPORTER_OTLP_* variables")
 
-    # Parsed by the paint server itself (main() hands it the rest of the command line).
-    sub.add_parser("paint-server", help="the stand-in image generator (scene painter) on 127.0.0.1", add_help=False)
+    # Plugins' commands parse their own arguments (main() hands them the rest of the command line).
+    from r3graph.plugins import command_names
+
+    for name in command_names():
+        sub.add_parser(name, help="(from a plugin)", add_help=False)
 
     add_image_server_parser(sub)
     add_export_parser(sub)
@@ -311,13 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ours, passthrough = _split_passthrough(sys.argv[1:] if argv is None else argv)
-    if ours[:1] == ["paint-server"]:
-        from r3graph.scenes.paint_server import main as paint_server
-
-        paint_server(ours[1:])
-        return 0
-    args = build_parser().parse_args(ours)
     try:
+        if ours[:1] and not ours[0].startswith("-") and ours[0] not in CORE_COMMANDS:
+            from r3graph.plugins import command
+
+            plugin_command = command(ours[0])
+            if plugin_command is not None:
+                if passthrough:
+                    raise R3ConfigError("`--` passthrough flags are only for `serve`")
+                return plugin_command(ours[1:]) or 0
+            if ours[0] in PLUGIN_COMMAND_HINTS:
+                from r3graph.plugins import SCENES_HINT
+
+                raise R3ConfigError(f"`{ours[0]}` comes with a plugin and none provides it: {SCENES_HINT}")
+        args = build_parser().parse_args(ours)
         if args.command == "serve":
             return _cmd_serve(args, passthrough)
         if passthrough:

@@ -6,7 +6,7 @@
 Ground truth and scores come from a *world* plugged in with ``--world MODULE``: any module with
 ``ground_truth(image_path)`` and ``score(text, record)`` (and optionally ``SCORE_NAME``). With one,
 records carry ``draft_<name>``/``output_<name>`` scores and ``--pairs`` writes preference pairs where
-refine scored better; the scene world is ``--world r3graph.scenes.trajectories``. Records are
+refine scored better; the scene world is ``--world r3graph_scenes.trajectories``. Records are
 appended as each run finishes, so an interrupted export keeps what it did. Format:
 ``docs/trajectory-format.md``.
 """
@@ -38,12 +38,12 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--reflect", default="self_questions", help="self_questions, judge, multi_step or none")
     p.add_argument("--select", choices=["last", "best"], default="last")
     p.add_argument("--base-url", help="a running vLLM server (else the in-process engine)")
-    p.add_argument("--model", help="model directory for the in-process engine (default: the shipped model)")
+    p.add_argument("--model", help="model directory for the in-process engine (default: a plugin's, e.g. scenes-vlm)")
     p.add_argument("--backend", choices=backends.BACKEND_KINDS,
                    help="default: server with --base-url, else engine; scripted = no weights, for tests")
     p.add_argument("--pack", help="prompt pack (default: the one the model directory declares, else default)")
     p.add_argument("--world", help="module giving ground_truth(image) and score(text, record), e.g. "
-                   "r3graph.scenes.trajectories")
+                   "r3graph_scenes.trajectories")
     p.add_argument("--pairs", type=Path, help="also write preference pairs (refined better than draft; needs --world)")
     p.add_argument("--pair-kind", choices=["final", "step"], default="final")
     p.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
@@ -122,7 +122,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     world = load_world(args.world)
     if args.pairs and world is None:
-        print("r3graph export: --pairs needs --world MODULE to score drafts (e.g. r3graph.scenes.trajectories)",
+        print("r3graph export: --pairs needs --world MODULE to score drafts (e.g. r3graph_scenes.trajectories)",
               file=sys.stderr)
         return 2
     images = collect_images(args.images)

@@ -76,20 +76,37 @@ def check_options(args: argparse.Namespace) -> R3Context:
     if args.base_url:
         if not _is_url(args.base_url):
             raise R3ConfigError(f"--base-url {args.base_url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000")
-    elif not (Path(args.model) / "config.json").is_file():
-        raise R3ConfigError(f"--model {args.model}: no model there (config.json missing); pass an HF-format "
-                            "model directory, or --base-url URL of a running server")
-    if args.output == "image" and args.image_server not in ("learned", "stand-in") and not _is_url(args.image_server):
-        raise R3ConfigError(f"--image-server {args.image_server!r}: pass 'learned', 'stand-in' or an http(s) URL")
-    if args.output == "image" and args.image_server == "learned":
-        from r3graph.serving.env import SHIPPED_IMAGE_MODEL_DIR
+    else:
+        if args.model is None:  # a plugin's default model (the run uses what is checked here)
+            from r3graph.plugins import require_model_dir
 
-        if not (SHIPPED_IMAGE_MODEL_DIR / "config.json").is_file():
-            raise R3ConfigError(f"--image-server learned: no learned generator at {SHIPPED_IMAGE_MODEL_DIR} (train it "
-                                "with python -m r3graph.scenes.imagegen.train); pass 'stand-in' or an http(s) URL")
+            args.model = str(require_model_dir())
+        if not (Path(args.model) / "config.json").is_file():
+            raise R3ConfigError(f"--model {args.model}: no model there (config.json missing); pass an HF-format "
+                                "model directory, or --base-url URL of a running server")
+    if args.output == "image":
+        _check_image_server(args.image_server)
     if args.report and not Path(args.report).expanduser().resolve().parent.is_dir():
         raise R3ConfigError(f"--report {args.report}: the folder {Path(args.report).parent} does not exist")
     return context
+
+
+def _check_image_server(name: str) -> None:
+    """``learned`` (a plugin's token-image model), a plugin's named server, or an http(s) URL."""
+    from r3graph.plugins import SCENES_HINT, image_server_names, require_image_model_dir
+
+    if _is_url(name):
+        return
+    if name == "learned":
+        model_dir = require_image_model_dir()
+        if not (model_dir / "config.json").is_file():
+            raise R3ConfigError(f"--image-server learned: no learned generator at {model_dir} (config.json missing)"
+                                "; pass an http(s) URL of an image server")
+        return
+    names = ["learned", *image_server_names()]
+    if name not in names:
+        hint = f"; 'stand-in' comes with r3graph-scenes: {SCENES_HINT}" if name == "stand-in" else ""
+        raise R3ConfigError(f"--image-server {name!r}: pass {', '.join(map(repr, names))} or an http(s) URL{hint}")
 
 
 async def _normalised(paths: list[str], context: R3Context) -> list[str]:

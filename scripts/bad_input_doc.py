@@ -61,7 +61,7 @@ parser on a bad port, pydantic on a server setting), the caller sees one of thes
 - The agent-tool example (`examples/r3_as_tool.py`): model-written image names with control
   characters, over-long names or paths outside its folder are refused back to the agent.
 
-`context.pack` accepts only the names of bundled packs (`available_packs()`); a path, even to a
+`context.pack` accepts only the names of bundled and plugin packs (`available_packs()`); a path, even to a
 `.json` file, is refused (`unknown prompt pack`). Pass your own pack to `build_r3_graph(pack=...)`.
 
 ## How the corpus is checked

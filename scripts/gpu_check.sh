@@ -51,7 +51,7 @@ install_env() {
     test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV" || return 1
     "$VENV/bin/python" -m pip install -q --upgrade pip uv || return 1
     # uv resolves and unpacks the CUDA wheels (vllm, torch, nvidia-*) several times faster than pip.
-    "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e "${REPO}[gpu,dev,otlp]" || return 1
+    "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e "${REPO}[gpu,dev,otlp]" -e "${REPO}/scenes" || return 1
     "$VENV/bin/python" -m pip freeze --exclude-editable > "$OUT/pip-freeze.txt"
 }
 
@@ -77,7 +77,7 @@ if [[ ${PHASE_RC[install]} == 0 ]]; then
     for f in latency.md latency.json; do
         if [[ -f bench/results/$f ]]; then mv "bench/results/$f" "$OUT/.cpu-$f"; fi
     done
-    run_phase latency "$VENV/bin/python" bench/latency.py --repeats 3 --model r3graph/models/scenes-vlm
+    run_phase latency "$VENV/bin/python" bench/latency.py --repeats 3 --model scenes/r3graph_scenes/models/scenes-vlm
     for f in latency.md latency.json; do
         if [[ -f bench/results/$f ]]; then mv "bench/results/$f" "$OUT/$f"; fi
         if [[ -f $OUT/.cpu-$f ]]; then mv "$OUT/.cpu-$f" "bench/results/$f"; fi

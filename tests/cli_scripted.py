@@ -16,7 +16,7 @@ from typing import Any
 
 import r3graph.cli as cli
 from r3graph.backends import make_backend
-from r3graph.scripted import ScriptedSceneModel
+from r3graph_scenes.scripted import ScriptedSceneModel
 
 NOISE = ("warnings-noise", "logging-noise", "print-noise", "child-noise")
 

@@ -3,7 +3,7 @@ one vLLM engine and one server per session for every test directory.
 
 The machine runs one vLLM instance at a time (CPU and memory), so engine tests run before server tests
 (see ``pytest_collection_modifyitems``) and the server fixture stops the engine first. With
-``r3graph/models/scenes-vlm`` absent, a tiny random-weight Idefics3 is built.
+``scenes/r3graph_scenes/models/scenes-vlm`` absent, a tiny random-weight Idefics3 is built.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults, project_cache_dir
+from r3graph.serving.env import apply_vllm_env_defaults, project_cache_dir
 from tests.helpers import REPO
+from tests.scenes_checkout import ensure_scenes_plugin
+
+SCENES_PLUGIN_FOUND_BY = ensure_scenes_plugin()  # before anything asks the core for a default model
+from r3graph_scenes.plugin import SCENES_VLM_DIR  # noqa: E402  (found by the line above)
 
 apply_vllm_env_defaults()
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -36,6 +40,10 @@ _EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 trace.set_tracer_provider(_provider)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"r3graph plugins: scenes found by {SCENES_PLUGIN_FOUND_BY}"
 
 
 @pytest.fixture
@@ -61,8 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def model_dir() -> str:
-    if (SHIPPED_MODEL_DIR / "config.json").is_file():
-        return str(SHIPPED_MODEL_DIR)
+    if (SCENES_VLM_DIR / "config.json").is_file():
+        return str(SCENES_VLM_DIR)
     cache = project_cache_dir() or Path.home() / ".cache" / "r3graph"
     tiny = cache / "tiny-idefics3"
     if not (tiny / "config.json").is_file():

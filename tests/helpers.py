@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from pathlib import Path
 
 import psutil
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_IMAGE = REPO / "r3graph" / "scenes" / "assets" / "example.png"
+EXAMPLE_IMAGE = REPO / "scenes" / "r3graph_scenes" / "assets" / "example.png"
+# PYTHONPATH for a child process that must import this checkout's code: the core and the scene-world
+# plugin (scenes/), whether or not r3graph-scenes is installed.
+CHILD_PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "scenes")])
 
 
 def png_data_url(colour: tuple[int, int, int], size: int = 64) -> str:

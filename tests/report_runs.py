@@ -9,9 +9,9 @@ from typing import Any
 from r3graph import R3Context, build_r3_graph
 from r3graph.backends import make_backend
 from r3graph.report import StageRecord, StageRecorder
-from r3graph.scenes.assets import EXAMPLE_PNG
-from r3graph.scenes.paint_server import PaintServer
 from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.paint_server import PaintServer
 
 IMAGE_PROMPT = "a large red circle and a small blue square . the red circle is left of the blue square ."
 

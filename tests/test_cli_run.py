@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 import r3graph.cli as cli
-from r3graph.scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.assets import EXAMPLE_PNG
 from tests.cli_scripted import NOISE
+from tests.helpers import CHILD_PYTHONPATH
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(EXAMPLE_PNG)
@@ -57,7 +58,7 @@ def test_serve_checks_its_model_before_starting_a_server(capsys: pytest.CaptureF
 
 
 def scripted_run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"R3GRAPH_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    env = os.environ | {"R3GRAPH_LOG_DIR": str(tmp_path / "logs"), "PYTHONPATH": CHILD_PYTHONPATH, "COLUMNS": "100"}
     return subprocess.run([sys.executable, "-m", "tests.cli_scripted", *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -23,11 +23,11 @@ from r3graph.export import (
     write_jsonl,
 )
 from r3graph.export_cli import add_export_parser, run_export
-from r3graph.scenes.assets import EXAMPLE_PNG, load_example
-from r3graph.scenes.language import caption
-from r3graph.scenes.trajectories import scene_f1
-from r3graph.scenes.world import Scene, generate_scene, render
-from r3graph.scripted import ScriptedSceneModel
+from r3graph_scenes.assets import EXAMPLE_PNG, load_example
+from r3graph_scenes.language import caption
+from r3graph_scenes.scripted import ScriptedSceneModel
+from r3graph_scenes.trajectories import scene_f1
+from r3graph_scenes.world import Scene, generate_scene, render
 
 INSTRUCTION = "Describe the image."
 
@@ -120,7 +120,7 @@ def test_the_export_command_writes_records_and_pairs(tmp_path: Path, monkeypatch
     add_export_parser(parser.add_subparsers(dest="command"))
     out, pairs = tmp_path / "runs.jsonl", tmp_path / "pairs.jsonl"
     args = parser.parse_args(["export", "--images", str(images), "--out", str(out), "--max-rounds", "2",
-                              "--backend", "scripted", "--world", "r3graph.scenes.trajectories",
+                              "--backend", "scripted", "--world", "r3graph_scenes.trajectories",
                               "--pairs", str(pairs)])
     assert run_export(args) == 0
     records = list(read_jsonl(out))

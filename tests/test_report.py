@@ -18,8 +18,8 @@ from r3graph.export import read_jsonl
 from r3graph.export_cli import add_export_parser, run_export
 from r3graph.report import StageRecorder, write_report, write_trajectory_report
 from r3graph.report_html import word_diff
-from r3graph.scenes.assets import EXAMPLE_PNG
 from r3graph.state import Finding, Reflection, Round, Usage
+from r3graph_scenes.assets import EXAMPLE_PNG
 from tests.report_runs import image_run, text_run
 
 HOSTILE = """<script>alert("draft")</script> a "quoted" 'red' <img src=x onerror=alert(1)> & done"""

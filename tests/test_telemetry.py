@@ -18,11 +18,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from r3graph import R3Context, build_r3_graph
-from r3graph.scenes.assets import EXAMPLE_PNG
-from r3graph.scripted import ScriptedSceneModel
-from r3graph.serving.env import SHIPPED_MODEL_DIR
 from r3graph.serving.propagation import ASYNC_EVENT_HOOKS, EVENT_HOOKS, traced_http_clients
 from r3graph.telemetry import configure_tracing, otlp_protocol, otlp_span_exporter
+from r3graph_scenes.assets import EXAMPLE_PNG
+from r3graph_scenes.plugin import SCENES_VLM_DIR
+from r3graph_scenes.scripted import ScriptedSceneModel
 
 
 def test_the_protocol_comes_from_the_environment_and_http_is_the_default() -> None:
@@ -160,7 +160,7 @@ class _FakeVLLM(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         # Like vLLM, the model's root is the directory it loaded; the shipped one declares its pack.
         self._json({"object": "list", "data": [{"id": "scenes-vlm", "object": "model",
-                                                "root": str(SHIPPED_MODEL_DIR)}]})
+                                                "root": str(SCENES_VLM_DIR)}]})
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))

@@ -3,9 +3,10 @@
     langgraph dev --host 127.0.0.1 --port 2024 --no-browser     # from the repository root
 
 The model comes from the environment (see :func:`r3graph.backends.backend_from_env`):
-``R3GRAPH_BASE_URL`` -> a running vLLM server; otherwise the in-process engine over the shipped
-model (``R3GRAPH_MODEL_DIR`` to change it); ``R3GRAPH_BACKEND=scripted`` -> the SCRIPTED stand-in
-(no weights, for tests and demos). ``R3GRAPH_PACK`` overrides the prompt pack.
+``R3GRAPH_BASE_URL`` -> a running vLLM server; otherwise the in-process engine over
+``R3GRAPH_MODEL_DIR``, else a plugin's default model (r3graph-scenes: scenes-vlm; with neither, importing
+this module is an R3ConfigError that says so); ``R3GRAPH_BACKEND=scripted`` -> the SCRIPTED stand-in
+from r3graph-scenes (no weights, for tests and demos). ``R3GRAPH_PACK`` overrides the prompt pack.
 
 Over HTTP the run's ``context`` comes from the client, so it is not handed to R3 as is: clients set
 only :class:`ServerContext` (depth, strategy, selection, review), and what reads files or the network

@@ -170,8 +170,24 @@ def _packs_dir() -> Any:
     return resources.files("r3graph.prompts") / "packs"
 
 
-def available_packs() -> list[str]:
+def _bundled_packs() -> list[str]:
     return sorted(p.name.removesuffix(".json") for p in _packs_dir().iterdir() if p.name.endswith(".json"))
+
+
+def available_packs() -> list[str]:
+    """Pack names: the core's bundled ones and those plugins add (r3graph-scenes: ``scenes``)."""
+    from r3graph.plugins import plugin_packs
+
+    return sorted({*_bundled_packs(), *plugin_packs()})
+
+
+def _named_pack_file(name: str) -> Any:
+    """The file of a pack name: bundled first (a plugin cannot shadow ``default``), then the plugins'."""
+    if name in _bundled_packs():
+        return _packs_dir() / f"{name}.json"
+    from r3graph.plugins import plugin_packs
+
+    return plugin_packs().get(name)
 
 
 @functools.lru_cache(maxsize=32)
@@ -179,7 +195,8 @@ def load_named_pack(name: str) -> PromptPack:
     """A bundled pack by name only, parsed once per process (packs are frozen, so sharing is safe).
 
     This is what a per-request ``R3Context.pack`` goes through: requests may come from untrusted
-    callers, so they choose among bundled packs and never point the loader at a file.
+    callers, so they choose among bundled and plugin packs (installed code) and never point the loader
+    at a file.
     """
     if name not in available_packs():
         raise R3ConfigError(f"unknown prompt pack {name!r}: use one of {available_packs()}")
@@ -187,7 +204,8 @@ def load_named_pack(name: str) -> PromptPack:
 
 
 def load_pack(pack: str | Path | PromptPack | dict[str, Any]) -> PromptPack:
-    """A pack by name (``default``, ``scenes``), from a JSON file, a dict, or as given."""
+    """A pack by name (bundled, like ``default``, or a plugin's, like ``scenes``), from a JSON file, a
+    dict, or as given."""
     if isinstance(pack, PromptPack):
         return pack
     try:
@@ -196,8 +214,8 @@ def load_pack(pack: str | Path | PromptPack | dict[str, Any]) -> PromptPack:
         path = Path(pack)
         if path.suffix == ".json" and path.is_file():
             return PromptPack.model_validate(json.loads(path.read_text()))
-        resource = _packs_dir() / f"{pack}.json"
-        if not resource.is_file():
+        resource = _named_pack_file(str(pack))
+        if resource is None or not resource.is_file():
             raise R3ConfigError(
                 f"unknown prompt pack {str(pack)!r}: use one of {available_packs()}, "
                 "a path to a pack .json file, or a PromptPack"

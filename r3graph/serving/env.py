@@ -1,7 +1,7 @@
 """Environment defaults for running vLLM from this project.
 
 Why: vLLM, torch-inductor and Hugging Face write multi-GB caches into the home directory by
-default and try the network for models. For a local model directory (the shipped one, or one the
+default and try the network for models. For a local model directory (a plugin's, or one the
 user built) nothing needs the network, so a checkout keeps those caches in its ignored ``.cache/``
 folder and stays offline. A hub model id is another matter: it must load where the user has network
 and a Hugging Face cache, so then nothing is changed unless asked (``offline=True`` or
@@ -16,10 +16,7 @@ from pathlib import Path
 
 # r3graph/serving/env.py -> repository root (only meaningful in a source checkout).
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "scenes-vlm"
-# The shipped learned image generator (a token-image model, see docs/image-mode.md): the CLI's default
-# for --output image.
-SHIPPED_IMAGE_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "scenes-imagegen"
+# The core ships no model: the default model directories come from plugins (r3graph.plugins).
 OFFLINE_ENV = "R3GRAPH_OFFLINE"
 
 

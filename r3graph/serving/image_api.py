@@ -1,7 +1,7 @@
 """vllm-omni's OpenAI-style image API on 127.0.0.1, in front of any image maker (a backend).
 
 The HTTP side and the request rules live here, once; what makes the pixels is an
-:class:`ImageMaker`: the scene-world stand-in (:mod:`r3graph.scenes.paint_server`) or a learned
+:class:`ImageMaker`: the scene-world stand-in (:mod:`r3graph_scenes.paint_server`) or a learned
 token-image model run by vLLM (:mod:`r3graph.serving.token_images`). The routes and answers are the
 ones vllm-omni serves and :class:`r3graph.serving.image_client.OmniImageClient` reads (checked against
 vllm-omni's own request handling in tests/conformance):

@@ -2,7 +2,7 @@
 
 :class:`OmniImageClient` implements :class:`r3graph.image_generation.ImageBackend` over HTTP, for a
 vllm-omni server (BAGEL, Qwen-Image, Qwen-Image-Edit, ...) or the scene-world stand-in
-(:mod:`r3graph.scenes.paint_server`, images API only). ``api="images"`` speaks
+(:mod:`r3graph_scenes.paint_server`, images API only). ``api="images"`` speaks
 ``/v1/images/generations`` (JSON) and ``/v1/images/edits`` (multipart); ``api="chat"`` speaks
 ``/v1/chat/completions`` the way vllm-omni's BAGEL example does: the prompt as the user's text, the
 image to edit as an ``image_url`` data URL, ``modalities: ["image"]`` and the generation fields at

@@ -1,5 +1,5 @@
 """A small HTTP server on 127.0.0.1, served from a background thread: the stand-in image generator
-(:class:`r3graph.scenes.paint_server.PaintServer`) and the tests' fake OpenAI server share its
+(:class:`r3graph_scenes.paint_server.PaintServer`) and the tests' fake OpenAI server share its
 lifecycle (start, port, url, stop that releases delayed handlers, ``with``)."""
 
 from __future__ import annotations

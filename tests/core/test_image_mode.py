@@ -20,13 +20,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from r3graph import R3Context, build_r3_graph
 from r3graph.errors import R3ConfigError, R3Error, R3InputError, R3ModelError
 from r3graph.image_generation import ImageBackend, ImageParams
-from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.language import caption
-from r3graph.scenes.metrics import score_caption
-from r3graph.scenes.paint_server import MODEL_ID, PaintServer
-from r3graph.scenes.painter import decode_scene, layout
-from r3graph.scenes.questions import answer_yes_no, yes_no_questions_for_caption
 from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.image_edits import image_edit
+from r3graph_scenes.language import caption
+from r3graph_scenes.metrics import score_caption
+from r3graph_scenes.paint_server import MODEL_ID, PaintServer
+from r3graph_scenes.painter import decode_scene, layout
+from r3graph_scenes.questions import answer_yes_no, yes_no_questions_for_caption
 from tests.fakes import ScriptedChatModel
 
 PROMPT = "a large red circle and a small blue square . the red circle is left of the blue square ."

@@ -1,7 +1,7 @@
 """Metamorphic test: the scene-world oracle's terse replies, rewritten the way real VLMs write them,
 give the same verdicts, the same rounds and the same final outputs.
 
-Over 100 seeded scenes, the scripted oracle (:class:`r3graph.scripted.ScriptedSceneModel`, which
+Over 100 seeded scenes, the scripted oracle (:class:`r3graph_scenes.scripted.ScriptedSceneModel`, which
 answers every stage from the scene's truth) runs each built-in strategy with the ``default`` pack.
 Then the same oracle's every reply is rewritten in one real-model style (a verbose sentence,
 markdown, a thinking block, fenced JSON, an answer prefix, a trailing remark) and the run is
@@ -19,8 +19,8 @@ import pytest
 
 from r3graph import R3Context, build_r3_graph
 from r3graph.reply_text import normalise
-from r3graph.scenes.world import Scene, generate_scenes, render
-from r3graph.scripted import SENTINEL, ScriptedSceneModel
+from r3graph_scenes.scripted import SENTINEL, ScriptedSceneModel
+from r3graph_scenes.world import Scene, generate_scenes, render
 
 SCENES = generate_scenes(1212, 100)
 STRATEGIES = ("self_questions", "judge", "multi_step")

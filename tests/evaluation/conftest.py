@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from r3graph.scenes.paint_server import PaintServer
+from r3graph_scenes.paint_server import PaintServer
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from r3graph.evaluation.image_categories import detector_accuracy, summarise_categories
-from r3graph.evaluation.image_quality import (
+from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_categories import detector_accuracy, summarise_categories
+from r3graph_scenes.evaluation.image_quality import (
     ONE_SHOT,
     ImageCondition,
     OracleImageJudge,
@@ -19,14 +20,13 @@ from r3graph.evaluation.image_quality import (
     same_edit,
     true_edit,
 )
-from r3graph.evaluation.image_scores import detector_agrees, score_image, score_spec
-from r3graph.scenes.geneval_prompts import CATEGORIES
-from r3graph.scenes.image_edits import MISTAKE_KINDS, make_mistake
-from r3graph.scenes.language import parse_caption
-from r3graph.scenes.paint_server import PaintServer
-from r3graph.scenes.painter import encode_png, layout
-from r3graph.scenes.world import Scene, SceneObject
-from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_scores import detector_agrees, score_image, score_spec
+from r3graph_scenes.geneval_prompts import CATEGORIES
+from r3graph_scenes.image_edits import MISTAKE_KINDS, make_mistake
+from r3graph_scenes.language import parse_caption
+from r3graph_scenes.paint_server import PaintServer
+from r3graph_scenes.painter import encode_png, layout
+from r3graph_scenes.world import Scene, SceneObject
 
 
 def test_pixel_scores_equal_truth_scores_on_right_and_wrong_paintings() -> None:

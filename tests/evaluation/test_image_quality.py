@@ -1,4 +1,4 @@
-"""The image-mode evaluation (r3graph/evaluation/image_quality.py): the GenEval-style scorer on
+"""The image-mode evaluation (scenes/r3graph_scenes/evaluation/image_quality.py): the GenEval-style scorer on
 hand-made paintings, and a tiny run against the real stand-in PaintServer with scripted judges
 (the truth, and one that always passes), so no vLLM and a few seconds."""
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from r3graph.evaluation.image_categories import summarise_depths
-from r3graph.evaluation.image_quality import (
+from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_categories import summarise_depths
+from r3graph_scenes.evaluation.image_quality import (
     ONE_SHOT,
     ImageCondition,
     OracleImageJudge,
@@ -20,10 +21,9 @@ from r3graph.evaluation.image_quality import (
     score_image,
     summarise_images,
 )
-from r3graph.scenes.paint_server import PaintServer
-from r3graph.scenes.painter import encode_png
-from r3graph.scenes.world import Scene, SceneObject
-from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.paint_server import PaintServer
+from r3graph_scenes.painter import encode_png
+from r3graph_scenes.world import Scene, SceneObject
 from tests.fakes import ScriptedChatModel
 
 SIMPLE = "a large red circle and a small blue square . the red circle is left of the blue square ."

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from r3graph.evaluation.quality import (
+from r3graph_scenes.evaluation.quality import (
     ONE_SHOT,
     Condition,
     held_out_cases,
@@ -15,7 +15,7 @@ from r3graph.evaluation.quality import (
     run_condition,
     vqa_accuracy,
 )
-from r3graph.evaluation.report import markdown, plot, summarise
+from r3graph_scenes.evaluation.report import markdown, plot, summarise
 
 pytestmark = pytest.mark.engine
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from r3graph.evaluation.quality import ONE_SHOT, Condition, RunRecord, held_out_cases, reflect_accuracy
-from r3graph.evaluation.report import markdown, plot, summarise
 from r3graph.evaluation.stats import paired_bootstrap
-from r3graph.scenes.language import caption
-from r3graph.scenes.metrics import score_caption
+from r3graph_scenes.evaluation.quality import ONE_SHOT, Condition, RunRecord, held_out_cases, reflect_accuracy
+from r3graph_scenes.evaluation.report import markdown, plot, summarise
+from r3graph_scenes.language import caption
+from r3graph_scenes.metrics import score_caption
 
 
 def test_bootstrap_recovers_a_known_difference() -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from r3graph.backends import make_backend
-from r3graph.scenes.assets import EXAMPLE_PNG, load_example
-from r3graph.scenes.language import caption
+from r3graph_scenes.assets import EXAMPLE_PNG, load_example
+from r3graph_scenes.language import caption
 from tests.examples.loader import EXAMPLES
 from tests.examples.loader import load_example as example
+from tests.helpers import CHILD_PYTHONPATH
 
 TRUTH = caption(load_example())
 REPO = EXAMPLES.parent
@@ -103,7 +104,7 @@ def test_a_killed_process_resumes_from_sqlite(tmp_path: Path, capsys: pytest.Cap
     script = str(EXAMPLES / "checkpoint_resume.py")
     killed = subprocess.run([sys.executable, script, "--phase", "crash", "--hard-kill", "--db", str(db)],
                             capture_output=True, text=True, timeout=120, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH})
     assert killed.returncode == example("checkpoint_resume").HARD_KILL_STATUS, killed.stderr
     assert "killing the process as refine calls the model" in killed.stdout
     assert example("checkpoint_resume").main(["--phase", "resume", "--db", str(db)]) == 0

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from r3graph.serving.env import SHIPPED_MODEL_DIR, apply_vllm_env_defaults, project_cache_dir
+from r3graph.serving.env import apply_vllm_env_defaults, project_cache_dir
+from r3graph_scenes.plugin import SCENES_VLM_DIR
 from tests.examples.loader import load_example
 
 
 def engine_model_dir() -> str | None:
     """The shipped model, else the tiny random-weight Idefics3 the serving tests build; None: skip."""
-    if (SHIPPED_MODEL_DIR / "config.json").is_file():
-        return str(SHIPPED_MODEL_DIR)
+    if (SCENES_VLM_DIR / "config.json").is_file():
+        return str(SCENES_VLM_DIR)
     cache = project_cache_dir()
     tiny = cache / "tiny-idefics3" if cache else None
     return str(tiny) if tiny and (tiny / "config.json").is_file() else None
@@ -21,7 +22,7 @@ def engine_model_dir() -> str | None:
 def test_r3_as_tool_on_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
     model_dir = engine_model_dir()
     if model_dir is None:
-        pytest.skip("no model: neither r3graph/models/scenes-vlm nor .cache/tiny-idefics3")
+        pytest.skip("no model: neither scenes/r3graph_scenes/models/scenes-vlm nor .cache/tiny-idefics3")
     apply_vllm_env_defaults()
     assert load_example("r3_as_tool").main(["--engine", "--model", model_dir]) == 0  # shuts the engine down
     out = capsys.readouterr().out

@@ -12,10 +12,11 @@ import psycopg
 import pytest
 
 from r3graph.backends import make_backend
-from r3graph.scenes.assets import load_example
-from r3graph.scenes.language import caption
+from r3graph_scenes.assets import load_example
+from r3graph_scenes.language import caption
 from tests.examples.loader import EXAMPLES
 from tests.examples.loader import load_example as example
+from tests.helpers import CHILD_PYTHONPATH
 
 TRUTH = caption(load_example())
 REPO = EXAMPLES.parent
@@ -42,7 +43,7 @@ def test_a_killed_process_resumes_from_postgres(postgres_url: str, capsys: pytes
     killed = subprocess.run([sys.executable, str(EXAMPLES / "checkpoint_resume.py"), "--phase", "crash",
                              "--hard-kill", "--db", postgres_url, "--thread", thread],
                             capture_output=True, text=True, timeout=120, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH})
     assert killed.returncode == example("checkpoint_resume").HARD_KILL_STATUS, killed.stderr
     assert example("checkpoint_resume").main(["--phase", "resume", "--db", postgres_url, "--thread", thread]) == 0
     out = capsys.readouterr().out

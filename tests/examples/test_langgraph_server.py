@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from r3graph.scenes.assets import EXAMPLE_PNG, load_example
-from r3graph.scenes.language import caption
+from r3graph_scenes.assets import EXAMPLE_PNG, load_example
+from r3graph_scenes.language import caption
 
 REPO = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")

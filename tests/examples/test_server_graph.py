@@ -8,8 +8,8 @@ from types import ModuleType
 import pytest
 
 from r3graph import R3InputError
-from r3graph.scenes.assets import ASSETS_DIR, EXAMPLE_PNG, load_example
-from r3graph.scenes.language import caption
+from r3graph_scenes.assets import ASSETS_DIR, EXAMPLE_PNG, load_example
+from r3graph_scenes.language import caption
 
 
 def server_module(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from r3graph.scenes import Scene, SceneObject
+from r3graph_scenes import Scene, SceneObject
 
 
 def obj(colour: str, shape: str, size: str, x: float, y: float) -> SceneObject:

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from r3graph.evaluation.stats import binomial_lower_bound
-from r3graph.scenes import Scene
-from r3graph.scenes.detector import accuracy_on_renders, compare_scenes, detect, detect_objects
-from r3graph.scenes.image_edits import MISTAKE_KINDS, make_mistake
-from r3graph.scenes.language import caption
-from r3graph.scenes.painter import decode_scene, encode_png, layout
-from r3graph.scenes.world import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, generate_scenes, render
+from r3graph_scenes import Scene
+from r3graph_scenes.detector import accuracy_on_renders, compare_scenes, detect, detect_objects
+from r3graph_scenes.image_edits import MISTAKE_KINDS, make_mistake
+from r3graph_scenes.language import caption
+from r3graph_scenes.painter import decode_scene, encode_png, layout
+from r3graph_scenes.world import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, generate_scenes, render
 
 REQUIRED = 0.98  # exact scenes: what the issue asks of a detector that scores generators
 

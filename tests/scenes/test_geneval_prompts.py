@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
-from r3graph.scenes.geneval_prompts import CATEGORIES, COUNTS, _all, available, geneval_prompts
-from r3graph.scenes.language import SIZE_WORDS, caption, parse_caption
-from r3graph.scenes.metrics import score_parsed
-from r3graph.scenes.painter import layout
-from r3graph.scenes.world import RELATIONS, generate_scenes
+from r3graph_scenes.geneval_prompts import CATEGORIES, COUNTS, _all, available, geneval_prompts
+from r3graph_scenes.language import SIZE_WORDS, caption, parse_caption
+from r3graph_scenes.metrics import score_parsed
+from r3graph_scenes.painter import layout
+from r3graph_scenes.world import RELATIONS, generate_scenes
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from r3graph.evaluation.stats import binomial_lower_bound
-from r3graph.scenes.detector import compare_scenes, detect
-from r3graph.scenes.imagegen import ImageTokenizer
-from r3graph.scenes.imagegen.fsq import FSQ
-from r3graph.scenes.world import generate_scenes, render
+from r3graph_scenes.detector import compare_scenes, detect
+from r3graph_scenes.imagegen import ImageTokenizer
+from r3graph_scenes.imagegen.fsq import FSQ
+from r3graph_scenes.world import generate_scenes, render
 
 # Neither the training seed (0), the development seed (999) nor the bench's held-out seed (31337).
 TEST_SEED = 4242

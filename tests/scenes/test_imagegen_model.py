@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from r3graph.scenes.geneval_prompts import geneval_prompts
-from r3graph.scenes.imagegen.model import build_untrained, load
-from r3graph.scenes.imagegen.vocab import BOI, BOS, EDIT, EDIT_PROMPT, EOI, GEN, GENERATION_PROMPT, UNK, Vocab
+from r3graph_scenes.geneval_prompts import geneval_prompts
+from r3graph_scenes.imagegen.model import build_untrained, load
+from r3graph_scenes.imagegen.vocab import BOI, BOS, EDIT, EDIT_PROMPT, EOI, GEN, GENERATION_PROMPT, UNK, Vocab
+from r3graph_scenes.plugin import SCENES_IMAGEGEN_DIR
 
 K = 1000
 
@@ -71,7 +71,7 @@ def test_build_untrained_writes_a_loadable_model_dir(model_dir):
 
 
 def test_training_data_holds_out_the_benchmark_content():
-    from r3graph.scenes.imagegen.data import DataConfig, generation_pairs, held_out_prompts, with_sizes
+    from r3graph_scenes.imagegen.data import DataConfig, generation_pairs, held_out_prompts, with_sizes
 
     held = held_out_prompts()
     pairs = generation_pairs(DataConfig(captions=50, geneval_layouts=1))
@@ -84,8 +84,8 @@ def test_training_data_holds_out_the_benchmark_content():
 
 
 def test_a_training_step_lowers_the_target_loss():
-    from r3graph.scenes.imagegen.model import llama_config
-    from r3graph.scenes.imagegen.train import collate, target_loss
+    from r3graph_scenes.imagegen.model import llama_config
+    from r3graph_scenes.imagegen.train import collate, target_loss
 
     vocab, rng = Vocab(K), random.Random(0)
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_a_training_step_lowers_the_target_loss():
     assert float(target_loss(model, batch).detach()) < first - 0.5
 
 
-SHIPPED = Path(__file__).resolve().parents[2] / "r3graph" / "models" / "scenes-imagegen"
+SHIPPED = SCENES_IMAGEGEN_DIR
 # An untrained model of the same architecture got 0 of 300 held-out prompts exact, greedy and sampled
 # (MODEL_CARD.md, "untrained_baseline" in training_log.json): a one-sided 95% upper bound of 1.0% on
 # chance. A model whose one-sided 95% Clopper-Pearson lower bound on N prompts clears CHANCE is better
@@ -120,11 +120,11 @@ N_SHIPPED = 120
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file() or not (SHIPPED / "tokenizer").is_dir(),
                     reason="no trained scenes-imagegen weights shipped yet")
 def test_shipped_generator_beats_chance_on_held_out_prompts():
-    from r3graph.evaluation.image_scores import score_spec
     from r3graph.evaluation.stats import binomial_lower_bound
-    from r3graph.scenes.detector import detect
-    from r3graph.scenes.imagegen.evaluate_generator import generate_codes
-    from r3graph.scenes.imagegen.fsq import ImageTokenizer
+    from r3graph_scenes.detector import detect
+    from r3graph_scenes.evaluation.image_scores import score_spec
+    from r3graph_scenes.imagegen.evaluate_generator import generate_codes
+    from r3graph_scenes.imagegen.fsq import ImageTokenizer
 
     model, vocab, meta = load(SHIPPED)
     tokenizer = ImageTokenizer.load(SHIPPED / meta["image_tokenizer_path"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ pytest.importorskip("transformers")
 import torch
 
 from r3graph.prompts.pack import STAGE_FIELDS, load_pack
+from r3graph_scenes.plugin import SCENES_VLM_DIR
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "r3graph" / "models" / "scenes-vlm"
+MODEL_DIR = SCENES_VLM_DIR
 HELD_OUT_SEED = 12345
 
 
@@ -21,7 +21,7 @@ HELD_OUT_SEED = 12345
 def bundle():
     os.environ["HF_HUB_OFFLINE"] = "1"
     torch.set_num_threads(2)
-    from r3graph.scenes.model.architecture import load_bundle
+    from r3graph_scenes.model.architecture import load_bundle
 
     return load_bundle(str(MODEL_DIR))
 
@@ -62,8 +62,8 @@ def test_tokenizer_round_trips_any_text(bundle, text: str) -> None:
 
 
 def test_training_prompts_match_the_processor(bundle) -> None:
-    from r3graph.scenes.model.infer import check_matches_processor
-    from r3graph.scenes.world import generate_scenes, render
+    from r3graph_scenes.model.infer import check_matches_processor
+    from r3graph_scenes.world import generate_scenes, render
 
     check_matches_processor(bundle[1], render(generate_scenes(HELD_OUT_SEED, 1)[0]), "Question: is there a red star?")
 
@@ -79,8 +79,8 @@ def _generate(model, processor, image, text: str, max_new_tokens: int) -> str:
 
 def test_model_captions_follow_the_image_in_the_grammar(bundle) -> None:
     """Captions parse into objects and differ between scenes (the output depends on the image)."""
-    from r3graph.scenes.language import parse_caption
-    from r3graph.scenes.world import generate_scenes, render
+    from r3graph_scenes.language import parse_caption
+    from r3graph_scenes.world import generate_scenes, render
 
     model, processor = bundle
     pack = load_pack("scenes")
@@ -99,8 +99,8 @@ def test_model_answers_scene_questions_from_the_image(bundle, family: str, minim
     are measured by the eval, not asserted."""
     import random
 
-    from r3graph.scenes.questions import questions_for, verify_answer
-    from r3graph.scenes.world import generate_scenes, render
+    from r3graph_scenes.questions import questions_for, verify_answer
+    from r3graph_scenes.world import generate_scenes, render
 
     model, processor = bundle
     pack = load_pack("scenes")
@@ -122,7 +122,7 @@ def test_model_answers_scene_questions_from_the_image(bundle, family: str, minim
 
 def test_model_card_and_config_are_shipped() -> None:
     card = (MODEL_DIR / "MODEL_CARD.md").read_text()
-    assert "python -m r3graph.scenes.model.train" in card
+    assert "python -m r3graph_scenes.model.train" in card
     config = json.loads((MODEL_DIR / "config.json").read_text())
     assert config["architectures"] == ["Idefics3ForConditionalGeneration"]
     text = config["text_config"]

@@ -8,10 +8,10 @@ import random
 import pytest
 from PIL import Image
 
-from r3graph.scenes import Scene, caption, generate_scenes, score_caption
-from r3graph.scenes.image_edits import _in_bounds, _valid, image_edit, make_mistake
-from r3graph.scenes.painter import apply_edit, decode_scene, encode_png, layout
-from r3graph.scenes.world import compatible, holds
+from r3graph_scenes import Scene, caption, generate_scenes, score_caption
+from r3graph_scenes.image_edits import _in_bounds, _valid, image_edit, make_mistake
+from r3graph_scenes.painter import apply_edit, decode_scene, encode_png, layout
+from r3graph_scenes.world import compatible, holds
 
 
 def _kinds(scene: Scene) -> dict[tuple[str, str, str], int]:

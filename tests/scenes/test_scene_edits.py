@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from r3graph.scenes import (
+from r3graph_scenes import (
     ERROR_KINDS,
     answer_yes_no,
     caption,

@@ -1,6 +1,6 @@
 import pytest
 
-from r3graph.scenes import caption, format_caption, generate_scenes, parse_caption, scene_content
+from r3graph_scenes import caption, format_caption, generate_scenes, parse_caption, scene_content
 
 SCENES = generate_scenes(seed=7, n=400)
 
@@ -97,7 +97,7 @@ def test_relation_mentions_do_not_double_count_objects():
 
 
 def test_article_before_vowel():
-    from r3graph.scenes.language import ParsedObject, object_phrase
+    from r3graph_scenes.language import ParsedObject, object_phrase
 
     assert object_phrase(ParsedObject(colour="orange", shape="star")) == "an orange star"
     assert object_phrase(ParsedObject(colour="orange", shape="star", size="small")) == "a small orange star"

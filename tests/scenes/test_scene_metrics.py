@@ -1,6 +1,6 @@
 import pytest
 
-from r3graph.scenes import aggregate, caption, generate_scenes, score_caption
+from r3graph_scenes import aggregate, caption, generate_scenes, score_caption
 
 TRUTH = "a large red circle and a small blue square . the red circle is left of the blue square ."
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from r3graph.scenes import (
+from r3graph_scenes import (
     FAMILIES,
     Question,
     answer_yes_no,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from r3graph.scenes import Scene, caption, generate_scene, generate_scenes, render
-from r3graph.scenes.assets import EXAMPLE_256_PNG, EXAMPLE_PNG, example_scene, load_example
-from r3graph.scenes.world import (
+from r3graph_scenes import Scene, caption, generate_scene, generate_scenes, render
+from r3graph_scenes.assets import EXAMPLE_256_PNG, EXAMPLE_PNG, example_scene, load_example
+from r3graph_scenes.world import (
     ALIGN_MAX,
     BACKGROUND,
     EXTENT,

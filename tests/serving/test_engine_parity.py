@@ -13,7 +13,7 @@ import pytest
 
 from r3graph import load_pack
 from r3graph.messages import stage_messages
-from r3graph.scenes.world import generate_scenes
+from r3graph_scenes.world import generate_scenes
 
 pytestmark = pytest.mark.engine
 
@@ -42,7 +42,7 @@ async def test_engine_greedy_output_equals_transformers(engine: Any, model_dir: 
     import base64
     import io
 
-    from r3graph.scenes.world import render
+    from r3graph_scenes.world import render
 
     if "scenes" not in model_dir:
         pytest.skip("the parity check needs the shipped scenes-vlm (random weights give noise)")

@@ -21,11 +21,11 @@ from PIL import Image
 
 from r3graph.errors import R3ModelError
 from r3graph.image_generation import ImageParams
-from r3graph.scenes import score_caption
-from r3graph.scenes.image_edits import image_edit
-from r3graph.scenes.paint_server import MODEL_ID, PaintServer
-from r3graph.scenes.painter import decode_scene, encode_png, layout
 from r3graph.serving.image_client import OmniImageClient, discover_image_model
+from r3graph_scenes import score_caption
+from r3graph_scenes.image_edits import image_edit
+from r3graph_scenes.paint_server import MODEL_ID, PaintServer
+from r3graph_scenes.painter import decode_scene, encode_png, layout
 
 PROMPT = "a large red circle and a small blue square . the red circle is left of the blue square ."
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from r3graph.scenes.language import caption, parse_caption
-from r3graph.scenes.metrics import score_caption
-from r3graph.scenes.paint_server import PaintServer
-from r3graph.scenes.painter import decode_scene
-from r3graph.scenes.world import generate_scenes
+from r3graph_scenes.language import caption, parse_caption
+from r3graph_scenes.metrics import score_caption
+from r3graph_scenes.paint_server import PaintServer
+from r3graph_scenes.painter import decode_scene
+from r3graph_scenes.world import generate_scenes
 
 # 16 held-out prompts (the evaluation seed, never trained on), one to three objects.
 PROMPTS = [caption(s) for s in generate_scenes(12345, 40) if len(s.objects) <= 3][:16]

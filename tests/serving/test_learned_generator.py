@@ -4,7 +4,7 @@ in-process engine, through the R3 graph and the unchanged OmniImageClient. Every
 the pixel detector (never by the model).
 
 Skipped only where the weights are not shipped (a checkout before `python -m
-r3graph.scenes.imagegen.train` ran); the shipped repository has them."""
+r3graph_scenes.imagegen.train` ran); the shipped repository has them."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from r3graph import R3Context, build_r3_graph
-from r3graph.evaluation.image_scores import read_image, score_image
 from r3graph.image_generation import ImageParams
-from r3graph.scenes.geneval_prompts import geneval_prompts
-from r3graph.scenes.language import parse_caption
-from r3graph.serving.env import SHIPPED_IMAGE_MODEL_DIR
 from r3graph.serving.image_client import OmniImageClient
+from r3graph_scenes.evaluation.image_scores import read_image, score_image
+from r3graph_scenes.geneval_prompts import geneval_prompts
+from r3graph_scenes.language import parse_caption
+from r3graph_scenes.plugin import SCENES_IMAGEGEN_DIR
 
 pytestmark = [
     pytest.mark.engine,
-    pytest.mark.skipif(not (SHIPPED_IMAGE_MODEL_DIR / "config.json").is_file(),
-                       reason="no trained generator shipped in r3graph/models/scenes-imagegen"),
+    pytest.mark.skipif(not (SCENES_IMAGEGEN_DIR / "config.json").is_file(),
+                       reason="no trained generator shipped in scenes/r3graph_scenes/models/scenes-imagegen"),
 ]
 
 
@@ -33,7 +33,7 @@ pytestmark = [
 def learned_server() -> Iterator[Any]:
     from r3graph.serving.image_server import ImageServerProcess
 
-    with ImageServerProcess(SHIPPED_IMAGE_MODEL_DIR) as server:
+    with ImageServerProcess(SCENES_IMAGEGEN_DIR) as server:
         yield server
 
 

@@ -21,9 +21,9 @@ from PIL import Image
 
 from r3graph.errors import R3ConfigError
 from r3graph.image_generation import ImageParams
-from r3graph.scenes.paint_server import PaintServer
 from r3graph.serving.env import project_cache_dir
 from r3graph.serving.image_client import OmniImageClient, discover_image_model
+from r3graph_scenes.paint_server import PaintServer
 from tests.serving.token_image_model import GridTokenizer, build_tiny_token_image_model
 
 PROMPT = "a large red circle left of a small blue square"
