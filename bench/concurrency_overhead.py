@@ -14,7 +14,9 @@ client's work on the critical path.
 Conditions (bench/overhead.py's, the same calls, interleaved batch by batch in a rotating order):
 ``plain`` (a hand-written asyncio loop), ``langgraph`` (a bare LangGraph graph of R3's shape),
 ``langgraph_r3_topology`` (plus R3's prepare/finalize steps and policies), ``r3`` (the R3 graph,
-tracing sampled out), ``r3_traced`` (tracing on). Per condition and concurrency: batch wall time,
+tracing sampled out), ``r3_traced`` (tracing on), and ``r3_images_in_worker``: ``r3`` with the input
+image checked in a worker process, as every image was before small PNGs moved to a thread (the A/B
+of that change). Per condition and concurrency: batch wall time,
 runs per second with bootstrap 95% intervals, ratios to plain (paired by repetition), the client's
 time on the critical path per batch (wall - ideal), and when the last run of the batch made its
 first call (how long the loop took to start them all). Writes bench/results/concurrency_overhead.md
@@ -41,8 +43,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from overhead import INSTRUCTION, PNG, ROUNDS, InstantModel, K, Switch, bare_langgraph, plain_loop
 from pydantic import Field
 
+import r3graph.images as images_module
 from r3graph import R3Context, build_r3_graph
 from r3graph.evaluation.stats import median_interval, ratio_bootstrap
+from r3graph.image_decode import is_small_png
 
 RESULTS = Path(__file__).parent / "results"
 CALLS_PER_RUN = 1 + ROUNDS * (2 + K)
@@ -85,9 +89,11 @@ async def measure(levels: list[int], reps: int, latency_s: float) -> dict[str, A
         "langgraph_r3_topology": lambda: topology.ainvoke({}),
         "r3": lambda: r3_run(False),
         "r3_traced": lambda: r3_run(True),
+        "r3_images_in_worker": lambda: r3_run(False),  # is_small_png is switched off for its batches
     }
     names = list(conditions)
     for name in names:  # warm-up: imports, the image worker pool, pydantic validators
+        images_module.is_small_png = _never_small if name == "r3_images_in_worker" else is_small_png
         await asyncio.gather(*(conditions[name]() for _ in range(8)))
     ideal = WAVES_PER_RUN * latency_s
     out: dict[str, Any] = {"levels": {}}
@@ -97,6 +103,7 @@ async def measure(levels: list[int], reps: int, latency_s: float) -> dict[str, A
         for rep in range(reps):
             for name in names[rep % len(names):] + names[: rep % len(names)]:
                 model.starts.clear()
+                images_module.is_small_png = _never_small if name == "r3_images_in_worker" else is_small_png
                 t0 = time.perf_counter()
                 await asyncio.gather(*(conditions[name]() for _ in range(level)))
                 walls[name].append(time.perf_counter() - t0)
@@ -110,11 +117,17 @@ async def measure(levels: list[int], reps: int, latency_s: float) -> dict[str, A
             "last_first_call_ms": {n: round(1000 * statistics.median(last_first_call[n]), 1) for n in names},
             "rate_ratio_to_plain": {n: _ratio(rates["plain"], rates[n]) for n in names if n != "plain"},
             "r3_over_langgraph_r3_topology": _ratio(rates["langgraph_r3_topology"], rates["r3"]),
+            "r3_over_r3_images_in_worker": _ratio(rates["r3_images_in_worker"], rates["r3"]),
             "walls_s": {n: [round(w, 4) for w in walls[n]] for n in names},
         }
+    images_module.is_small_png = is_small_png
     out.update(reps=reps, latency_ms=latency_s * 1000, ideal_batch_s=ideal, calls_per_run=CALLS_PER_RUN,
                machine=f"{platform.machine()} python {platform.python_version()}")
     return out
+
+
+def _never_small(data: bytes) -> bool:
+    return False
 
 
 def _interval(xs: list[float]) -> dict[str, float]:
@@ -146,6 +159,12 @@ def markdown(f: dict[str, Any], note: str) -> str:
             shown = f"{ratio['ratio']:.2f}x [{ratio['low']:.2f}, {ratio['high']:.2f}]" if ratio else ""
             lines.append(f"| {level} | {n} | {v['median']:.2f} [{v['low']:.2f}, {v['high']:.2f}] | {shown} | "
                          f"{row['client_s_on_critical_path_per_batch'][n]:.3f} | {row['last_first_call_ms'][n]:.0f} |")
+    lines += ["", "| concurrent runs | r3 / LangGraph with R3's topology (r3graph's code) "
+              "| r3 / r3 with images in a worker (small PNGs in a thread) |", "| --- | --- | --- |"]
+    for level, row in f["levels"].items():
+        a, b = row["r3_over_langgraph_r3_topology"], row["r3_over_r3_images_in_worker"]
+        lines.append(f"| {level} | {a['ratio']:.2f}x [{a['low']:.2f}, {a['high']:.2f}] | "
+                     f"{b['ratio']:.2f}x [{b['low']:.2f}, {b['high']:.2f}] |")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
