@@ -55,7 +55,13 @@ parser on a bad port, pydantic on a server setting), the caller sees one of thes
     the request's budget (`max_request_pixels`), progressive JPEGs limited to 64 scans, animations
     decoded to their first frame only, images with a side over `max_image_side` (2048) scaled down
     while decoding (JPEG draft mode), EXIF rotation applied; any decoder exception becomes
-    `R3InputError: ... not a readable image`.
+    `R3InputError: ... not a readable image`. One exception to the worker: a PNG of at most 64 KiB
+    whose header (IHDR, first) gives at most 256x256 pixels and whose chunks are all uncompressed
+    still-image ones (no zTXt, iTXt, iCCP, acTL: 60 KB of zTXt inflate to 60 MB, 0.3 s of CPU, which
+    only a worker's budget can cut) is checked by the same code in a thread
+    (`image_decode.is_small_png`). Its decode work is then bounded by those numbers, and the trip to a
+    worker was most of what such images cost at high concurrency.
+    Pillow's own global pixel limit is switched off only inside workers, never in the caller's process.
 - The LangGraph server graph (`r3graph/graphs/server.py`): clients may set only depth, strategy,
   selection and review; anything else is an `R3ConfigError` naming the refused field.
 - The agent-tool example (`examples/r3_as_tool.py`): model-written image names with control
