@@ -141,6 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--extra-share", type=float, default=0.25, help="share of generation rows from R3's runs")
     ap.add_argument("--train-seed", type=int, default=0)
     ap.add_argument("--eval-prompts", type=int, default=300)
+    ap.add_argument("--results-name", default="self_distillation", help="bench/results/NAME.md and NAME.json")
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     return ap.parse_args(argv)
 

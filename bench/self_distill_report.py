@@ -59,7 +59,7 @@ def write_report(args: Any, counts: dict[str, Any]) -> Path:
         f"`{collect.get('command', '(not run)')}`  ",
         f"Wall time {collect.get('wall_minutes', '?')} min (two vLLM engines on CPU: the learned generator behind "
         "the image server, sampled at temperature 1 with image seed 70000 + i for prompt i; scenes-vlm as judge, "
-        "reflect judge, up to 3 rounds = 1 generation + up to 2 edits).", "",
+        "reflect judge, --max-rounds 3 = 1 generation + up to 3 edits).", "",
         f"Prompts: {prompts} distinct TRAINING prompts (seed 4711; half GenEval-template, half world captions, from "
         "the generator's own training pairs; none held out); runs done before the time budget: "
         f"{counts['runs']} (errors {counts['errors']}); mean rounds per run {counts['rounds_per_run']}; stop reasons "
@@ -117,12 +117,13 @@ def write_report(args: Any, counts: dict[str, Any]) -> Path:
               "understanding figures are those of bench/results/quality*.md and its judging on this data is the "
               "precision column above. (The issue's premise is one network that understands and generates; here "
               "they are two, see issue 14 item 2.)", ""]
-    out = RESULTS / "self_distillation.md"
+    name = getattr(args, "results_name", "self_distillation")
+    out = RESULTS / f"{name}.md"
     notes = ""
     if out.is_file() and NOTES in out.read_text():
         notes = out.read_text().split(NOTES, 1)[1]
     out.write_text("\n".join(lines) + "\n" + NOTES + (notes or "\n"))
-    (RESULTS / "self_distillation.json").write_text(json.dumps(
+    (RESULTS / f"{name}.json").write_text(json.dumps(
         {"collection": counts, "collect": collect, "train": train, "deltas": deltas,
          "eval": {k: {m: sum(v[m]) for m in ("greedy", "sampled")} | {"n": len(v["greedy"])}
                   for k, v in evals.items()}}, indent=1) + "\n")
