@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ def write_report(args: Any, counts: dict[str, Any]) -> Path:
                                              for mode in ("greedy", "sampled")}
     lines = [
         "# Self-distillation of scenes-imagegen on R3's own trajectories (bench/self_distill.py)", "",
-        f"Command: `python bench/self_distill.py {' '.join(sys.argv[1:])}`".rstrip() + " (stages reuse "
-        f"{work.relative_to(work.parents[1]) if len(work.parents) > 1 else work}); machine: {platform.machine()}, "
+        "Command: `python bench/self_distill.py` (all stages; one alone: `--stage collect|train|eval|report`); "
+        f"this file written by `{shlex.join(['python', 'bench/self_distill.py', *sys.argv[1:]])}`, work folder "
+        f"{work.relative_to(work.parents[1]) if len(work.parents) > 1 else work}; machine: {platform.machine()}, "
         f"Python {platform.python_version()}, 2 CPUs shared with other jobs.", "",
         "## 1. Collection: R3 (image mode) on training prompts", "",
         f"`{collect.get('command', '(not run)')}`  ",
@@ -86,8 +88,9 @@ def write_report(args: Any, counts: dict[str, Any]) -> Path:
                      f"{t['minutes']} | {losses} |")
     lines += ["", "Each batch: 11 edit triples + 21 generation rows of the original training data (data.py, "
               "DataConfig defaults), of which the extra rows replace some; AdamW restarted, warm-up 20 steps then "
-              "train.py's cosine to 10%; seed 0; 1 torch thread; bf16 autocast. Extra images are the PNGs of the "
-              "runs, re-encoded by the shipped image tokenizer.", "",
+              "train.py's cosine to 10%; training seed "
+              f"{sorted({t['seed'] for t in train.values()})}; 1 torch thread; bf16 autocast. Extra images are the "
+              "PNGs of the runs, re-encoded by the shipped image tokenizer.", "",
               "## 3. One-shot generation on the held-out prompts", "",
               "geneval_prompts(300) at its default seed (content held out of all training, see MODEL_CARD.md), one "
               "image per prompt, scored from pixels by the detector as evaluate_generator.py scores it; sampled = "
