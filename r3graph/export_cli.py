@@ -2,6 +2,10 @@
 
     r3graph export --images DIR_OR_FILES... --out runs.jsonl [--max-rounds N] [--reflect NAME]
                    [--base-url URL | --model DIR] [--world MODULE] [--pairs pairs.jsonl] [--trace otlp]
+    r3graph export --output image --prompts FILE --image-server learned --out runs.jsonl [--reflect judge]
+
+With ``--output image`` R3 generates an image for each prompt and refines it by edits; every round's
+image is written beside the JSONL (see :mod:`r3graph.export_images_cli`).
 
 Ground truth and scores come from a *world* plugged in with ``--world MODULE``: any module with
 ``ground_truth(image_path)`` and ``score(text, record)`` (and optionally ``SCORE_NAME``). With one,
@@ -22,6 +26,7 @@ from typing import Any
 
 from r3graph import backends
 from r3graph.export import TrajectoryRecord, read_jsonl, to_preference_pairs, trajectory_record, write_jsonl
+from r3graph.export_images_cli import add_image_arguments, run_image_export
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -30,7 +35,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``export`` on an ``argparse`` subparsers object; returns the new parser."""
     p = subparsers.add_parser("export", help="run R3 over images and write trajectories as JSONL",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", nargs="+", required=True, metavar="PATH", help="image files and/or folders")
+    p.add_argument("--images", nargs="+", metavar="PATH", help="image files and/or folders (text mode)")
     p.add_argument("--out", required=True, type=Path, help="trajectory JSONL to write")
     p.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
     p.add_argument("--instruction", default="Describe the image.")
@@ -48,6 +53,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pair-kind", choices=["final", "step"], default="final")
     p.add_argument("--trace", choices=["none", "console", "otlp"], default="none",
                    help="export spans (otlp reads the standard OTEL_EXPORTER_OTLP_* variables)")
+    add_image_arguments(p)
     p.set_defaults(handler=run_export)
     return p
 
@@ -120,6 +126,11 @@ def run_export(args: argparse.Namespace) -> int:
     """Run the export; exit status 0 when every image gave a record, 1 otherwise."""
     from r3graph.telemetry import configure_tracing
 
+    if getattr(args, "output", "text") == "image":
+        return run_image_export(args)
+    if not args.images:
+        print("r3graph export: --images PATH... is required (or --output image --prompts FILE)", file=sys.stderr)
+        return 2
     world = load_world(args.world)
     if args.pairs and world is None:
         print("r3graph export: --pairs needs --world MODULE to score drafts (e.g. r3graph_scenes.trajectories)",
