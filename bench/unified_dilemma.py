@@ -1,0 +1,200 @@
+"""The understanding-vs-generation dilemma on one tiny network, at equal compute (issue 14, item 6).
+
+    .venv/bin/python bench/unified_dilemma.py --run  # train U, U+G, G one at a time, evaluate each (~70 min, 2 shared cores)
+    .venv/bin/python bench/unified_dilemma.py        # only rewrite the report from .cache/unified/*/eval.json
+
+Three models of scenes-imagegen's shape (:mod:`r3graph.scenes.imagegen.unified_train`): U (caption, VQA,
+judge over the generator's image codes), G (generation + edit, the shipped recipe) and U+G (half of each
+batch each), same steps, batch size, schedule and seed; evaluated item by item on held-out data
+(:mod:`r3graph.scenes.imagegen.unified_eval`). Writes bench/results/unified_dilemma.md and .json.
+Weights stay under .cache/unified/ (not shipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from r3graph.evaluation.stats import paired_bootstrap
+from r3graph.scenes.imagegen.evaluate_generator import interval
+from r3graph.scenes.imagegen.unified_data import UnifiedVocab
+from r3graph.scenes.imagegen.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RUNS = ROOT / ".cache" / "unified"
+ORDER = ("u", "ug", "g")  # training order: the dilemma's pair first
+NAMES = {"u": "U (understanding only)", "g": "G (generation + edit only)", "ug": "U+G (both, half the batch each)"}
+FAMILIES = ("existence", "colour", "shape", "count", "relation")
+
+
+def run_all(steps: int, warmup: int, threads: int) -> None:
+    for mode in ORDER:
+        out = RUNS / mode
+        for cmd in ([sys.executable, "-m", "r3graph.scenes.imagegen.unified_train", "--mode", mode, "--steps",
+                     str(steps), "--warmup", str(warmup), "--threads", str(threads), "--out", str(out)],
+                    [sys.executable, "-m", "r3graph.scenes.imagegen.unified_eval", "--model", str(out), "--out",
+                     str(out / "eval.json"), "--threads", str(threads)]):
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def fmt_rate(flags: Sequence[bool]) -> str:
+    k, n = int(sum(flags)), len(flags)
+    lo, hi = interval(k, n)
+    return f"{k / n:.3f} ({k}/{n}, {lo:.3f}-{hi:.3f})"
+
+
+def fmt_diff(a: Sequence[float], b: Sequence[float]) -> str:
+    d = paired_bootstrap([float(x) for x in a], [float(x) for x in b], resamples=4000)
+    star = " *" if d.significant else ""
+    return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{star}"
+
+
+def metrics(ev: dict) -> dict[str, list]:
+    """Every per-item measure, by row name (the same items for every model)."""
+    und, gen = ev["understanding"], ev["generation"]
+    out: dict[str, list] = {
+        "caption exact (scene metric)": [x["exact"] for x in und["caption"]],
+        "caption exact (string)": [x["string_exact"] for x in und["caption"]],
+        "VQA overall": [x["correct"] for x in und["vqa"]],
+    }
+    out |= {f"VQA {f}": [x["correct"] for x in und["vqa"] if x["family"] == f] for f in FAMILIES}
+    out["judge decision (pass iff right)"] = [x["decision"] for x in und["judge"]]
+    out["judge flags a wrong painting"] = [x["decision"] for x in und["judge"] if x["expected"] != "pass"]
+    out["judge passes a right image"] = [x["decision"] for x in und["judge"] if x["expected"] == "pass"]
+    out["judge writes the exact edit (wrong paintings)"] = [x["exact"] for x in und["judge"] if x["expected"] != "pass"]
+    out["generation exact (detector)"] = [x["exact"] for x in gen["generation"]]
+    for cat in sorted({x["category"] for x in gen["generation"]}):
+        out[f"generation exact: {cat}"] = [x["exact"] for x in gen["generation"] if x["category"] == cat]
+    for aspect in ("objects", "colours", "counts"):
+        out[f"generation {aspect}"] = [x[aspect] for x in gen["generation"]]
+    out["edit fixes the painting"] = [x["fixed"] for x in gen["edit"]]
+    out["edit = exact editor's result"] = [x["target"] for x in gen["edit"]]
+    return out
+
+
+def chance(ev: dict) -> dict[str, list]:
+    """Answers that need no image: the training data's majority answer per VQA family and most frequent
+    caption; the judge always giving the larger class's decision."""
+    und, maj = ev["understanding"], ev["chance"]
+    out: dict[str, list] = {
+        "caption exact (string)": [x["truth"] == maj["caption_majority"] for x in und["caption"]],
+        "VQA overall": [x["answer"] == maj["vqa_majority"][x["family"]] for x in und["vqa"]],
+    }
+    out |= {f"VQA {f}": [x["answer"] == maj["vqa_majority"][f] for x in und["vqa"] if x["family"] == f]
+            for f in FAMILIES}
+    wrong = [x["expected"] != "pass" for x in und["judge"]]
+    majority_wrong = 2 * sum(wrong) >= len(wrong)
+    out["judge decision (pass iff right)"] = [w == majority_wrong for w in wrong]
+    return out
+
+
+def nll(ev: dict, kind: str) -> list[float]:
+    return [x["nll"] for x in ev["generation"][kind]]
+
+
+def report(evals: dict[str, dict], logs: dict[str, dict], vlm: dict | None) -> tuple[str, dict]:
+    m = {k: metrics(v) for k, v in evals.items()}
+    ref = next(iter(evals.values()))
+    ch = chance(ref)
+    und_rows = [r for r in m[next(iter(m))] if not r.startswith(("generation", "edit"))]
+    gen_rows = [r for r in m[next(iter(m))] if r.startswith(("generation", "edit"))]
+    n_new = len(UnifiedVocab(1000)) - len(Vocab(1000))
+    lines = ["# Understanding vs generation in one tiny network, at equal compute", "",
+             "Issue 14 item 6 (the paper's dilemma). Three models of scenes-imagegen's shape (Llama, 4 layers, "
+             f"hidden 256, MLP 512, same word+code vocabulary plus {n_new} understanding tokens appended after the "
+             "codes), "
+             "same steps, batch size (32 sequences), schedule (AdamW, peak 1.5e-3, 100 warm-up, cosine to 10%), "
+             "init/batch seed 0, data seed 2611, 1 torch thread each, trained one at a time on a shared 2-core "
+             "CPU:", ""]
+    for mode, log in logs.items():
+        last = log["log"][-1]
+        losses = ", ".join(f"{k} {v}" for k, v in last.items() if k.endswith("_loss"))
+        lines.append(f"- **{NAMES[mode]}**: batch {log['plan']}; {log['steps_done']} steps in "
+                     f"{log['train_minutes']} min ({last['s_per_step']} s/step); final train loss ({last['step']}): "
+                     f"{losses}; eval {evals[mode]['eval_minutes']} min. "
+                     f"`{log['command']}`")
+    lines += ["", "Held out: understanding on the shipped image tokenizer's codes of 300 scenes of seed 12345 "
+              "(scenes-vlm's held-out scenes, and with `Random(12346)` its very questions), judge on "
+              "`held_out_edits(150)` (seed 7707: the wrong painting -> the judge's edit; the exact editor's result "
+              "-> pass or what it still needs), greedy, words only. Generation: `geneval_prompts(300)` (default "
+              "seed) and `held_out_edits(300)`, greedy, codes only, read from pixels by the detector. "
+              "Rates: k/n with two-sided 95% Clopper-Pearson. Differences: paired bootstrap over the same items "
+              "(4000 resamples, 95%), * = interval excludes 0.", "",
+              "## Understanding: does adding generation cost understanding?", "",
+              "| | " + " | ".join(NAMES[k].split(" (")[0] for k in evals) + " | U+G - U | chance (no image) |",
+              "|---|" + "---|" * (len(evals) + 2)]
+    for row in und_rows:
+        cells = [fmt_rate(m[k][row]) for k in evals]
+        diff = fmt_diff(m["u"][row], m["ug"][row]) if {"u", "ug"} <= set(m) else "-"
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} | {fmt_rate(ch[row]) if row in ch else '-'} |")
+    if {"u", "ug"} <= set(m):
+        f1 = {k: [x["f1"] for x in evals[k]["understanding"]["caption"]] for k in evals}
+        lines.append("| caption F1 (mean) | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in f1.values())
+                     + f" | {fmt_diff(f1['u'], f1['ug'])} | - |")
+    lines += ["", "Chance: the training data's majority answer per family "
+              f"({ref['chance']['vqa_majority']}), its most frequent caption; judge decision chance = always "
+              "the larger class (\"edit\" or \"pass\")."]
+    if vlm:
+        v = vlm["vqa"]
+        lines += ["", f"Reference, scenes-vlm (Idefics3, the shipped understanding model, on the renders of the same "
+                  f"300 scenes and the same questions, bench/results/scenes-vlm.json): caption exact "
+                  f"{vlm['caption']['exact_match']:.3f}, F1 {vlm['caption']['f1']:.3f}; "
+                  f"VQA overall {v['overall']:.3f}, "
+                  + ", ".join(f"{f} {v[f]:.3f} (n={v['n'][f]})" for f in FAMILIES) + "."]
+    lines += ["", "## Generation: does adding understanding cost generation?", "",
+              "| | " + " | ".join(NAMES[k].split(" (")[0] for k in evals) + " | U+G - G |",
+              "|---|" + "---|" * (len(evals) + 1)]
+    for row in gen_rows:
+        cells = [fmt_rate(m[k][row]) for k in evals]
+        diff = fmt_diff(m["g"][row], m["ug"][row]) if {"g", "ug"} <= set(m) else "-"
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} |")
+    for kind, label in (("generation", "held-out NLL of a right image, per code (lower is better)"),
+                        ("edit", "held-out NLL of the exact edit, per code")):
+        vals = {k: nll(v, kind) for k, v in evals.items()}
+        diff = fmt_diff(vals["g"], vals["ug"]) if {"g", "ug"} <= set(vals) else "-"
+        lines.append(f"| {label} | " + " | ".join(f"{sum(x) / len(x):.3f}" for x in vals.values()) + f" | {diff} |")
+    data = {"metrics": {k: {r: {"k": int(sum(v)), "n": len(v)} for r, v in mk.items()} for k, mk in m.items()},
+            "chance": {r: {"k": int(sum(v)), "n": len(v)} for r, v in ch.items()},
+            "nll": {k: {kind: sum(nll(v, kind)) / len(nll(v, kind)) for kind in ("generation", "edit")}
+                    for k, v in evals.items()},
+            "training": {k: {kk: vv for kk, vv in v.items() if kk != "log"} | {"last": v["log"][-1]}
+                         for k, v in logs.items()}}
+    return "\n".join(lines) + "\n", data
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="store_true", help="train and evaluate the three models first")
+    # 350 steps: what three runs and their evaluations fit in ~70 min on a 2-core machine shared with
+    # three other workers (1.6-3 s a step on one thread); warm-up a tenth of it.
+    ap.add_argument("--steps", type=int, default=350)
+    ap.add_argument("--warmup", type=int, default=35)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--conclusion", default=str(RESULTS / "unified_dilemma_conclusion.md"),
+                    help="hand-written conclusion appended to the report when the file exists")
+    args = ap.parse_args(argv)
+    if args.run:
+        run_all(args.steps, args.warmup, args.threads)
+    evals = {k: json.loads((RUNS / k / "eval.json").read_text()) for k in ORDER if (RUNS / k / "eval.json").is_file()}
+    if not evals:
+        raise SystemExit(f"no evaluations under {RUNS}; run with --run first")
+    logs = {k: json.loads((RUNS / k / "training_log.json").read_text()) for k in evals}
+    vlm_file = RESULTS / "scenes-vlm.json"
+    vlm = json.loads(vlm_file.read_text()) if vlm_file.is_file() else None
+    text, data = report(evals, logs, vlm)
+    conclusion = Path(args.conclusion)
+    if conclusion.is_file():
+        text += "\n" + conclusion.read_text()
+    (RESULTS / "unified_dilemma.md").write_text(text)
+    (RESULTS / "unified_dilemma.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
