@@ -1,6 +1,6 @@
 """The understanding-vs-generation dilemma on one tiny network, at equal compute (issue 14, item 6).
 
-    .venv/bin/python bench/unified_dilemma.py --run  # train U, U+G, G one at a time, evaluate each (~70 min, 2 shared cores)
+    .venv/bin/python bench/unified_dilemma.py --run  # train U, U+G, G in turn, evaluate each (~75 min, shared CPU)
     .venv/bin/python bench/unified_dilemma.py        # only rewrite the report from .cache/unified/*/eval.json
 
 Three models of scenes-imagegen's shape (:mod:`r3graph.scenes.imagegen.unified_train`): U (caption, VQA,
@@ -57,7 +57,15 @@ def fmt_diff(a: Sequence[float], b: Sequence[float]) -> str:
 
 def metrics(ev: dict) -> dict[str, list]:
     """Every per-item measure, by row name (the same items for every model)."""
-    und, gen = ev["understanding"], ev["generation"]
+    out: dict[str, list] = {}
+    if "understanding" in ev:
+        out |= understanding_metrics(ev["understanding"])
+    if "generation" in ev:
+        out |= generation_metrics(ev["generation"])
+    return out
+
+
+def understanding_metrics(und: dict) -> dict[str, list]:
     out: dict[str, list] = {
         "caption exact (scene metric)": [x["exact"] for x in und["caption"]],
         "caption exact (string)": [x["string_exact"] for x in und["caption"]],
@@ -68,7 +76,11 @@ def metrics(ev: dict) -> dict[str, list]:
     out["judge flags a wrong painting"] = [x["decision"] for x in und["judge"] if x["expected"] != "pass"]
     out["judge passes a right image"] = [x["decision"] for x in und["judge"] if x["expected"] == "pass"]
     out["judge writes the exact edit (wrong paintings)"] = [x["exact"] for x in und["judge"] if x["expected"] != "pass"]
-    out["generation exact (detector)"] = [x["exact"] for x in gen["generation"]]
+    return out
+
+
+def generation_metrics(gen: dict) -> dict[str, list]:
+    out: dict[str, list] = {"generation exact (detector)": [x["exact"] for x in gen["generation"]]}
     for cat in sorted({x["category"] for x in gen["generation"]}):
         out[f"generation exact: {cat}"] = [x["exact"] for x in gen["generation"] if x["category"] == cat]
     for aspect in ("objects", "colours", "counts"):
@@ -98,71 +110,90 @@ def nll(ev: dict, kind: str) -> list[float]:
     return [x["nll"] for x in ev["generation"][kind]]
 
 
+def _rows(m: dict[str, dict[str, list]], models: list[str], gen: bool) -> list[str]:
+    rows: list[str] = []
+    for k in models:
+        rows += [r for r in m[k] if r.startswith(("generation", "edit")) == gen and r not in rows]
+    return rows
+
+
+def _header(models: list[str], extra: str) -> list[str]:
+    return ["| | " + " | ".join(NAMES[k].split(" (")[0] for k in models) + f" | {extra} |",
+            "|---|" + "---|" * (len(models) + extra.count("|") + 1)]
+
+
 def report(evals: dict[str, dict], logs: dict[str, dict], vlm: dict | None) -> tuple[str, dict]:
     m = {k: metrics(v) for k, v in evals.items()}
-    ref = next(iter(evals.values()))
-    ch = chance(ref)
-    und_rows = [r for r in m[next(iter(m))] if not r.startswith(("generation", "edit"))]
-    gen_rows = [r for r in m[next(iter(m))] if r.startswith(("generation", "edit"))]
+    und_models = [k for k in evals if "understanding" in evals[k]]
+    gen_models = [k for k in evals if "generation" in evals[k]]
     n_new = len(UnifiedVocab(1000)) - len(Vocab(1000))
+    a = next(iter(logs.values()))["args"]
     lines = ["# Understanding vs generation in one tiny network, at equal compute", "",
              "Issue 14 item 6 (the paper's dilemma). Three models of scenes-imagegen's shape (Llama, 4 layers, "
-             f"hidden 256, MLP 512, same word+code vocabulary plus {n_new} understanding tokens appended after the "
-             "codes), "
-             "same steps, batch size (32 sequences), schedule (AdamW, peak 1.5e-3, 100 warm-up, cosine to 10%), "
-             "init/batch seed 0, data seed 2611, 1 torch thread each, trained one at a time on a shared 2-core "
-             "CPU:", ""]
+             f"hidden 256, MLP 512, the generator's word+code vocabulary plus {n_new} understanding tokens appended "
+             f"after the codes), same steps ({a['steps']}), batch size ({a['batch_size']} sequences), schedule "
+             f"(AdamW, peak {a['lr']}, {a['warmup']} warm-up steps, cosine to 10%), init/batch seed {a['seed']}, "
+             f"data seed 2611, {a['threads']} torch thread each, trained one at a time on a 2-core CPU shared with "
+             "three other workers (load average about 20 during the runs):", ""]
     for mode, log in logs.items():
         last = log["log"][-1]
         losses = ", ".join(f"{k} {v}" for k, v in last.items() if k.endswith("_loss"))
-        lines.append(f"- **{NAMES[mode]}**: batch {log['plan']}; {log['steps_done']} steps in "
-                     f"{log['train_minutes']} min ({last['s_per_step']} s/step); final train loss ({last['step']}): "
-                     f"{losses}; eval {evals[mode]['eval_minutes']} min. "
-                     f"`{log['command']}`")
-    lines += ["", "Held out: understanding on the shipped image tokenizer's codes of 300 scenes of seed 12345 "
-              "(scenes-vlm's held-out scenes, and with `Random(12346)` its very questions), judge on "
-              "`held_out_edits(150)` (seed 7707: the wrong painting -> the judge's edit; the exact editor's result "
-              "-> pass or what it still needs), greedy, words only. Generation: `geneval_prompts(300)` (default "
-              "seed) and `held_out_edits(300)`, greedy, codes only, read from pixels by the detector. "
-              "Rates: k/n with two-sided 95% Clopper-Pearson. Differences: paired bootstrap over the same items "
-              "(4000 resamples, 95%), * = interval excludes 0.", "",
-              "## Understanding: does adding generation cost understanding?", "",
-              "| | " + " | ".join(NAMES[k].split(" (")[0] for k in evals) + " | U+G - U | chance (no image) |",
-              "|---|" + "---|" * (len(evals) + 2)]
-    for row in und_rows:
-        cells = [fmt_rate(m[k][row]) for k in evals]
-        diff = fmt_diff(m["u"][row], m["ug"][row]) if {"u", "ug"} <= set(m) else "-"
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} | {fmt_rate(ch[row]) if row in ch else '-'} |")
-    if {"u", "ug"} <= set(m):
-        f1 = {k: [x["f1"] for x in evals[k]["understanding"]["caption"]] for k in evals}
+        lines.append(f"- **{NAMES[mode]}**: sequences per step {log['plan']}; {log['steps_done']} steps in "
+                     f"{log['train_minutes']} min ({last['s_per_step']} s/step); train loss over the last 25 steps: "
+                     f"{losses}; evaluation {evals[mode]['eval_minutes']} min. `{log['command']}`")
+    lines += ["", "Each model is evaluated on the side(s) it was trained for (the other side's task tokens were "
+              "never in its training, so that score is chance by construction).", ""]
+    ch: dict[str, list] = {}
+    if und_models:
+        ref = evals[und_models[0]]
+        ch = chance(ref)
+        pair = {"u", "ug"} <= set(und_models)
+        lines += ["Held out: understanding on the shipped image tokenizer's codes of 300 renders of seed 12345 "
+                  "(scenes-vlm's held-out scenes, and with `Random(12346)` its very questions), judge on "
+                  "`held_out_edits(150)` (seed 7707; the wrong painting -> the judge's edit; the exact editor's "
+                  "result -> pass, or the edit it still needs), greedy, decoding restricted to words. "
+                  "Rates: k/n with two-sided 95% Clopper-Pearson. Differences: paired bootstrap over the same "
+                  "items (4000 resamples, 95%), * = the interval excludes 0.", "",
+                  "## Understanding: does adding generation cost understanding?", "",
+                  *_header(und_models, "U+G - U | chance (no image)")]
+        for row in _rows(m, und_models, gen=False):
+            cells = [fmt_rate(m[k][row]) for k in und_models]
+            diff = fmt_diff(m["u"][row], m["ug"][row]) if pair else "-"
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} | "
+                         f"{fmt_rate(ch[row]) if row in ch else '-'} |")
+        f1 = {k: [x["f1"] for x in evals[k]["understanding"]["caption"]] for k in und_models}
         lines.append("| caption F1 (mean) | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in f1.values())
-                     + f" | {fmt_diff(f1['u'], f1['ug'])} | - |")
-    lines += ["", "Chance: the training data's majority answer per family "
-              f"({ref['chance']['vqa_majority']}), its most frequent caption; judge decision chance = always "
-              "the larger class (\"edit\" or \"pass\")."]
+                     + f" | {fmt_diff(f1['u'], f1['ug']) if pair else '-'} | - |")
+        lines += ["", "Chance: the training data's majority answer per family "
+                  f"({ref['chance']['vqa_majority']}), and its most frequent caption; judge decision: always the "
+                  "larger class (\"edit\" or \"pass\")."]
     if vlm:
         v = vlm["vqa"]
-        lines += ["", f"Reference, scenes-vlm (Idefics3, the shipped understanding model, on the renders of the same "
-                  f"300 scenes and the same questions, bench/results/scenes-vlm.json): caption exact "
-                  f"{vlm['caption']['exact_match']:.3f}, F1 {vlm['caption']['f1']:.3f}; "
+        lines += ["", "Reference, scenes-vlm (Idefics3, the shipped understanding model, trained separately and much "
+                  "longer, reading the renders of the same 300 scenes, same questions; bench/results/scenes-vlm.json): "
+                  f"caption exact {vlm['caption']['exact_match']:.3f}, F1 {vlm['caption']['f1']:.3f}; "
                   f"VQA overall {v['overall']:.3f}, "
                   + ", ".join(f"{f} {v[f]:.3f} (n={v['n'][f]})" for f in FAMILIES) + "."]
-    lines += ["", "## Generation: does adding understanding cost generation?", "",
-              "| | " + " | ".join(NAMES[k].split(" (")[0] for k in evals) + " | U+G - G |",
-              "|---|" + "---|" * (len(evals) + 1)]
-    for row in gen_rows:
-        cells = [fmt_rate(m[k][row]) for k in evals]
-        diff = fmt_diff(m["g"][row], m["ug"][row]) if {"g", "ug"} <= set(m) else "-"
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} |")
-    for kind, label in (("generation", "held-out NLL of a right image, per code (lower is better)"),
-                        ("edit", "held-out NLL of the exact edit, per code")):
-        vals = {k: nll(v, kind) for k, v in evals.items()}
-        diff = fmt_diff(vals["g"], vals["ug"]) if {"g", "ug"} <= set(vals) else "-"
-        lines.append(f"| {label} | " + " | ".join(f"{sum(x) / len(x):.3f}" for x in vals.values()) + f" | {diff} |")
+    if gen_models:
+        pair = {"g", "ug"} <= set(gen_models)
+        lines += ["", "## Generation: does adding understanding cost generation?", "",
+                  "`geneval_prompts(300)` (default seed) and `held_out_edits(300)`, greedy, decoding restricted to "
+                  "codes, images read from pixels by the detector (as the shipped model card).", "",
+                  *_header(gen_models, "U+G - G")]
+        for row in _rows(m, gen_models, gen=True):
+            cells = [fmt_rate(m[k][row]) for k in gen_models]
+            diff = fmt_diff(m["g"][row], m["ug"][row]) if pair else "-"
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {diff} |")
+        for kind, label in (("generation", "held-out NLL of a right image's codes, per code (lower is better)"),
+                            ("edit", "held-out NLL of the exact edit's codes, per code")):
+            vals = {k: nll(evals[k], kind) for k in gen_models}
+            diff = fmt_diff(vals["g"], vals["ug"]) if pair else "-"
+            lines.append(f"| {label} | " + " | ".join(f"{sum(x) / len(x):.3f}" for x in vals.values())
+                         + f" | {diff} |")
     data = {"metrics": {k: {r: {"k": int(sum(v)), "n": len(v)} for r, v in mk.items()} for k, mk in m.items()},
             "chance": {r: {"k": int(sum(v)), "n": len(v)} for r, v in ch.items()},
-            "nll": {k: {kind: sum(nll(v, kind)) / len(nll(v, kind)) for kind in ("generation", "edit")}
-                    for k, v in evals.items()},
+            "nll": {k: {kind: sum(nll(evals[k], kind)) / len(nll(evals[k], kind)) for kind in ("generation", "edit")}
+                    for k in gen_models},
             "training": {k: {kk: vv for kk, vv in v.items() if kk != "log"} | {"last": v["log"][-1]}
                          for k, v in logs.items()}}
     return "\n".join(lines) + "\n", data

@@ -110,3 +110,16 @@ def test_words_only_masks_codes(vocab):
     scores[0, vocab.code_offset] = 10.0  # a code would win greedy decoding without the mask
     out = WordsOnly(vocab)(torch.zeros(1, 1, dtype=torch.long), scores)
     assert int(out.argmax()) != vocab.code_offset and vocab.is_word(int(out.argmax()))
+
+
+def test_eval_sides_follow_the_training_plan(tmp_path):
+    import json
+
+    from r3graph.scenes.imagegen.unified_eval import sides
+
+    for mode, expected in (("u", (True, False)), ("g", (False, True)), ("ug", (True, True))):
+        d = tmp_path / mode
+        d.mkdir()
+        (d / "training_log.json").write_text(json.dumps({"plan": batch_plan(mode, 32)}))
+        assert sides(str(d), "auto") == expected
+    assert sides(str(tmp_path / "u"), "both") == (True, True)

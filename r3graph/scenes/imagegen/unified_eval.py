@@ -174,6 +174,18 @@ def chance_baselines() -> dict:
             "caption_majority": max(caps, key=lambda a: caps[a])}
 
 
+def sides(model_dir: str, parts: str) -> tuple[bool, bool]:
+    """(evaluate understanding, evaluate generation). ``auto``: a side the model never trained on is
+    skipped (its tokens were never seen: the score is chance by construction, and the CPU is shared)."""
+    if parts != "auto":
+        return parts in ("both", "understanding"), parts in ("both", "generation")
+    log = Path(model_dir) / "training_log.json"
+    if not log.is_file():
+        return True, True
+    plan = json.loads(log.read_text())["plan"]
+    return plan["caption"] + plan["vqa"] + plan["judge"] > 0, plan["gen"] + plan["edit"] > 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True)
@@ -183,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=int, default=300)
     ap.add_argument("--edits", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--parts", default="auto", choices=("auto", "both", "understanding", "generation"),
+                    help="auto: the sides the model was trained on (its training_log.json's batch plan)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -192,18 +206,20 @@ def main(argv: list[str] | None = None) -> None:
     if model.config.vocab_size != len(vocab):
         raise ValueError(f"{args.model}: vocab_size {model.config.vocab_size} is not the unified vocabulary's "
                          f"{len(vocab)}; evaluate a model from unified_train")
-    result = {"model": args.model, "args": vars(args), "understanding": understanding(
-        model, vocab, tokenizer, args.scenes, args.judge)}
-    result["generation"] = generation(model, vocab, tokenizer, args.prompts, args.edits)
-    result["chance"] = chance_baselines()
+    und_side, gen_side = sides(args.model, args.parts)
+    result: dict = {"model": args.model, "args": vars(args)}
+    if und_side:
+        result["understanding"] = understanding(model, vocab, tokenizer, args.scenes, args.judge)
+        result["chance"] = chance_baselines()
+    if gen_side:
+        result["generation"] = generation(model, vocab, tokenizer, args.prompts, args.edits)
     result["eval_minutes"] = round((time.time() - t0) / 60, 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    und = result["understanding"]
-    summary = {k: round(float(np.mean([x[m] for x in und[k]])), 3) for k, m in
-               (("caption", "exact"), ("vqa", "correct"), ("judge", "decision"))}
-    summary |= {k: round(float(np.mean([x[m] for x in result["generation"][k]])), 3)
-                for k, m in (("generation", "exact"), ("edit", "fixed"))}
+    summary = {k: round(float(np.mean([x[m] for x in result[side][k]])), 3) for side, k, m in
+               (("understanding", "caption", "exact"), ("understanding", "vqa", "correct"),
+                ("understanding", "judge", "decision"), ("generation", "generation", "exact"),
+                ("generation", "edit", "fixed")) if side in result}
     print(json.dumps(summary), f"{result['eval_minutes']} min", flush=True)
 
 
