@@ -164,6 +164,13 @@ def report(evals: dict[str, dict], logs: dict[str, dict], vlm: dict | None) -> t
         f1 = {k: [x["f1"] for x in evals[k]["understanding"]["caption"]] for k in und_models}
         lines.append("| caption F1 (mean) | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in f1.values())
                      + f" | {fmt_diff(f1['u'], f1['ug']) if pair else '-'} | - |")
+        for task in ("caption", "vqa", "judge"):
+            if not all("nll" in x for k in und_models for x in evals[k]["understanding"][task]):
+                continue
+            vals = {k: [x["nll"] for x in evals[k]["understanding"][task]] for k in und_models}
+            lines.append(f"| held-out NLL of the right {task} answer, per token (lower is better) | "
+                         + " | ".join(f"{sum(v) / len(v):.3f}" for v in vals.values())
+                         + f" | {fmt_diff(vals['u'], vals['ug']) if pair else '-'} | - |")
         lines += ["", "Chance: the training data's majority answer per family "
                   f"({ref['chance']['vqa_majority']}), and its most frequent caption; judge decision: always the "
                   "larger class (\"edit\" or \"pass\")."]

@@ -9,6 +9,7 @@ with ``Random(12346)``, its very questions):
 * caption: exact string match with the canonical caption, and exact by the scene metric
   (:func:`~r3graph.scenes.metrics.score_caption`, what scenes-vlm's card reports);
 * vqa: :func:`~r3graph.scenes.questions.verify_answer`, per family;
+* every item also gets the teacher-forced NLL of its right answer (per answer token, <eos> included);
 * judge: ``held_out_edits`` triples (seed 7707): the wrong painting against its prompt (expected: the
   judge's edit) and the exact editor's result against it (expected: pass, or the edit it still needs);
   decision = says pass exactly when it should; exact = the expected sentence word for word.
@@ -129,6 +130,15 @@ def understanding(model, vocab: UnifiedVocab, tokenizer, n_scenes: int, n_judge:
                           max_new=24)
     judge_items = [{"prompt": p, "expected": e, "pred": s, "decision": (s == PASS) == (e == PASS),
                     "exact": canonical(s) == canonical(e)} for p, e, s in zip(prompts, expected, said, strict=True)]
+    # Teacher-forced NLL of the right answer: finer than accuracy while answers are still mostly wrong.
+    for items, prompts_, answers_ in (
+            (cap_items, [vocab.caption_prompt(c) for c in codes], truth),
+            (vqa_items, [vocab.vqa_prompt(codes[i], q.text) for i, q in qs], [q.answer for _, q in qs]),
+            (judge_items, [vocab.judge_prompt(c, p) for c, p in zip(jcodes, prompts, strict=True)], expected)):
+        nlls = target_nll(model, [p + vocab.answer(a) for p, a in zip(prompts_, answers_, strict=True)],
+                          [len(p) for p in prompts_])
+        for item, x in zip(items, nlls, strict=True):
+            item["nll"] = x
     return {"caption": cap_items, "vqa": vqa_items, "judge": judge_items}
 
 
