@@ -139,7 +139,7 @@ def report(evals: dict[str, dict], logs: dict[str, dict], vlm: dict | None) -> t
              f"after the codes), same steps ({a['steps']}), batch size ({a['batch_size']} sequences), schedule "
              f"(AdamW, peak {a['lr']}, {a['warmup']} warm-up steps, cosine to 10%), init/batch seed {a['seed']}, "
              f"data seed 2611, {a['threads']} torch thread each, trained one at a time on a 2-core CPU shared with "
-             "three other workers (load average about 20 during the runs):", ""]
+             "three other workers (load average up to about 23 during the runs, so s/step varies):", ""]
     for mode, log in logs.items():
         last = log["log"][-1]
         losses = ", ".join(f"{k} {v}" for k, v in last.items() if k.endswith("_loss"))
