@@ -54,8 +54,8 @@ def check_image_args(args: argparse.Namespace) -> None:
         raise R3ConfigError("--output image needs an image generator: --image-server learned, stand-in or an "
                             "http(s) URL")
     if args.image_server not in image_server_choices() and not args.image_server.startswith(("http://", "https://")):
-        raise R3ConfigError(f"--image-server {args.image_server!r}: pass one of {', '.join(image_server_choices())} "
-                            "or an http(s) URL")
+        choices = ", ".join(f"'{name}'" for name in image_server_choices())
+        raise R3ConfigError(f"--image-server {args.image_server!r}: pass {choices} or an http(s) URL")
     if args.image_server == "learned" and not (_image_model_dir(args) / "config.json").is_file():
         raise R3ConfigError(f"--image-model {_image_model_dir(args)}: no model there (config.json missing)")
     if args.concurrency < 1:
