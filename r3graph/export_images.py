@@ -189,8 +189,10 @@ async def run_image_prompts(graph: Any, items: Sequence[PromptItem], out: Path, 
                 rounds = result.get("rounds", [])
             except R3Error as exc:
                 rounds, kwargs = exc.rounds, {"final_image": exc.best_image, "error": f"{type(exc).__name__}: {exc}"}
-        record = image_record(item.prompt, rounds, out, index=item.index, model=model, pack=pack,
-                              image_model=image_model, context=context, seed=item.seed, **kwargs)
+        # Writing and hashing the run's PNGs is file work: off the event loop, which other runs share.
+        record = await asyncio.to_thread(image_record, item.prompt, rounds, out, index=item.index, model=model,
+                                         pack=pack, image_model=image_model, context=context, seed=item.seed,
+                                         **kwargs)
         with out.open("a", encoding="utf-8") as f:  # one line per finished run: an interrupted export keeps it
             f.write(record.dump_json() + "\n")
         records.append(record)
