@@ -18,7 +18,7 @@ VLLM_EXTRA ?= cpu
 OMNI_VENV := .venv-omni
 OMNI_VERSION := 0.30.0
 
-.PHONY: setup omni-env demo test test-quick lint bench train eval clean browser gpu-check
+.PHONY: setup omni-env demo test test-quick lint train eval clean browser gpu-check
 
 # Two packages, both editable: the core (r3graph) and the scene world plugin (scenes/, r3graph-scenes),
 # which brings the shipped models the demo and the tests use.
@@ -70,6 +70,23 @@ test-quick: setup
 # bench/latency.py; results under bench/results/gpu/ (see scripts/gpu_check.sh). Not part of `make test`.
 gpu-check:
 	scripts/gpu_check.sh
+
+# Retrains every shipped model from scratch, in one command, with the commands and seeds their model
+# cards give: scenes-vlm (about 26 min on 2 cores), the image tokenizer (about 17 min), then the
+# generator on the tokenizer's codes (about 31 min with its held-out evaluation). About 75 min in all,
+# over the 60 min the learned-generator issue asks for. It writes over the shipped weights in
+# scenes/r3graph_scenes/models; `git diff --stat` shows what changed.
+MODELS := scenes/r3graph_scenes/models
+train: setup
+	$(PY) -m r3graph_scenes.model.train --out $(MODELS)/scenes-vlm --seed 0 --steps 2400 --lr 1e-3 --warmup 200 \
+	  --perception-warmup 1500 --aux-weight 1.0 --self-draft-scenes 256 --max-minutes 28
+	$(PY) -m r3graph_scenes.imagegen.train_tokenizer --out $(MODELS)/scenes-imagegen/tokenizer
+	$(PY) -m r3graph_scenes.imagegen.train --out $(MODELS)/scenes-imagegen
+
+# The held-out evaluations the model cards quote (no training).
+eval: setup
+	$(PY) -m r3graph_scenes.model.evaluate --model $(MODELS)/scenes-vlm
+	$(PY) -m r3graph_scenes.imagegen.evaluate_generator --model $(MODELS)/scenes-imagegen
 
 lint: setup
 	$(VENV)/bin/ruff check r3graph scenes tests bench examples
