@@ -135,8 +135,13 @@ def read_image_jsonl(path: str | Path) -> Iterator[ImageTrajectoryRecord]:
 
 
 def load_image(jsonl: str | Path, file: ImageFile) -> bytes:
-    """The bytes of a record's image, checked against its sha256 (a changed file is an error)."""
-    data = (Path(jsonl).parent / file.path).read_bytes()
+    """The bytes of a record's image, checked against its sha256 (a changed file is an error). The
+    path must stay inside the JSONL's folder: a record read from elsewhere cannot point a training
+    script at ``/etc/passwd`` or ``../..``."""
+    relative = Path(file.path)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"{file.path}: an image path must be relative to the JSONL's folder, without '..'")
+    data = (Path(jsonl).parent / relative).read_bytes()
     if hashlib.sha256(data).hexdigest() != file.sha256:
         raise ValueError(f"{file.path}: the file's sha256 does not match the record (it changed since export)")
     return data

@@ -136,3 +136,14 @@ async def test_a_time_budget_of_zero_starts_no_run(tmp_path: Path) -> None:
     records = await run_image_prompts(object(), [PromptItem(0, PROMPTS[0], 0)], out, context_for=lambda seed: None,
                                       model="m", pack="scenes", image_model="g", max_seconds=0.0)
     assert records == [] and out.read_text() == ""
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.png", "runs.images/../../outside.png"])
+def test_a_record_cannot_point_load_image_outside_its_folder(tmp_path: Path, path: str) -> None:
+    from r3graph.export_images import ImageFile
+
+    (tmp_path / "outside.png").write_bytes(b"x")
+    inside = tmp_path / "data"
+    inside.mkdir()
+    with pytest.raises(ValueError, match="relative to the JSONL's folder"):
+        load_image(inside / "runs.jsonl", ImageFile(path=path, sha256="0" * 64, size_bytes=1))
