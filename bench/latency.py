@@ -1,7 +1,11 @@
 """R3 latency and throughput on real vLLM (in-process engine).
 
     .venv/bin/python bench/latency.py [--model DIR] [--repeats 30] [--concurrency 1 4 16 64] [--reps 4]
-                                      [--cache-off] [--spec] [--note TEXT]
+                                      [--waves 4] [--server] [--burn-ms 20] [--cache-off] [--spec]
+                                      [--note TEXT] [--out STEM]
+
+The server path (``--server``) starts vLLM's OpenAI server on 127.0.0.1 in development mode, for
+its cache-reset endpoints.
 
 On one engine, every run on a fresh scene image (no run is served from an earlier run's prefix):
 
@@ -9,8 +13,14 @@ On one engine, every run on a fresh scene image (no run is served from an earlie
   round by round in a rotating order; medians with bootstrap 95% intervals, and the ratios R3 /
   one-shot and concurrent / sequential checks with paired bootstrap intervals; the prompt tokens of
   the calls after reason that the prefix cache served, as counts;
-- throughput: runs per second with 1, 4, 16 and 64 R3 runs at once, through the graph and as the
-  same calls made on the engine directly (no graph: what the engine itself gives), interleaved.
+- throughput: runs per second with 1, 4, 16 and 64 R3 runs in flight, through the graph and as the
+  same calls made on the engine directly (no graph: what the engine itself gives). Paired and
+  interleaved: each repetition draws one batch of ``--waves`` x concurrency images, and every
+  condition runs that same batch (in a rotating order), each starting on emptied prefix,
+  multimodal and encoder caches; a run starts as soon as another ends. With greedy decoding the
+  conditions then ask the same calls and tokens, so what differs is how the work is driven. (With
+  a fresh batch per condition and every run started at once, a batch took as long as its slowest
+  run, and the 16-concurrent ratio through the server moved between 0.74x and 1.57x across runs.)
 
 ``--cache-off`` / ``--spec`` add R3 on engines of their own (prefix caching off; ngram speculative
 decoding), started one after another: those are engine settings and cannot be interleaved on one
@@ -33,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 from langchain_core.callbacks import AsyncCallbackHandler
 
 RESULTS = Path(__file__).parent / "results"
@@ -177,6 +188,8 @@ async def direct_run(model: Any, pack: Any, image: str, rec: Recorder | None = N
 
 
 ENGINE_KW: dict[str, Any] = {}
+# --waves: each throughput batch is WAVES x level runs with at most level in flight (see sustained).
+WAVES = 4
 # --burn-ms: a third throughput condition, the direct calls plus that much client CPU per run (spent
 # on the event loop between calls): does the graph's own CPU alone explain its throughput deficit?
 BURN_S = 0.0
@@ -216,30 +229,70 @@ async def latency(b: Bench, n: int, r: dict[str, Any]) -> None:
         r[f"stage_{node}_calls"] = sum(c.node == node for c in rec.calls)
 
 
+def conditions() -> list[str]:
+    return ["graph", "direct", *(["direct_burn"] if BURN_S else [])]
+
+
+def jobs_for(name: str, b: Bench, model: Any, pack: Any, batch: list[str], rec: Recorder) -> list[Any]:
+    """One condition's runs over ``batch``: through the graph, or the same calls made directly."""
+    if name == "graph":
+        return [lambda image=image: b.run_on(image, rec, **R3) for image in batch]
+    burn_s = BURN_S * (name == "direct_burn")
+    return [lambda image=image: direct_run(model, pack, image, rec, burn_s) for image in batch]
+
+
+async def sustained(level: int, jobs: list[Any]) -> float:
+    """Runs per second with at most ``level`` runs in flight, a new one starting as one ends: the
+    batch's time is not just its slowest run's, as it is when ``level`` runs start together."""
+    gate = asyncio.Semaphore(level)
+
+    async def one(job: Any) -> None:
+        async with gate:
+            await job()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(job) for job in jobs))
+    return len(jobs) / (time.perf_counter() - t0)
+
+
+async def reset_engine_caches(model: Any) -> None:
+    """Empty the in-process engine's prefix, multimodal and encoder caches (between conditions)."""
+    from r3graph.serving._loop import ENGINE_LOOP
+
+    async def reset() -> None:
+        engine = await model._engine()
+        await engine.reset_prefix_cache()
+        await engine.reset_mm_cache()
+        await engine.reset_encoder_cache()
+
+    await ENGINE_LOOP.run(reset())
+
+
 async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: int, r: dict[str, Any]) -> None:
-    """Runs per second at each concurrency, through the graph and as direct calls, interleaved."""
+    """Runs per second at each concurrency, through the graph and as direct calls, interleaved.
+    Paired: each repetition draws one batch of images that every condition runs, each starting on
+    emptied caches, so the conditions do the same work and differ only in how it is driven."""
     from r3graph.evaluation.stats import mean
 
     for level in levels:
-        rates: dict[str, list[float]] = {"graph": [], "direct": []}
-        if BURN_S:
-            rates["direct_burn"] = []
+        rates: dict[str, list[float]] = {name: [] for name in conditions()}
         recs = {name: Recorder() for name in rates}
         for rep in range(reps):
+            batch = [b.images.next() for _ in range(level * WAVES)]
             for name in rotated(list(rates), rep):
-                images = [b.images.next() for _ in range(level)]
-                t0 = time.perf_counter()
-                if name == "graph":
-                    await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in images))
-                else:
-                    await asyncio.gather(*(direct_run(model, pack, image, recs[name], BURN_S * (name == "direct_burn"))
-                                           for image in images))
-                rates[name].append(level / (time.perf_counter() - t0))
+                await reset_engine_caches(model)
+                rates[name].append(await sustained(level, jobs_for(name, b, model, pack, batch, recs[name])))
         r[f"runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
-        r[f"work_{level}"] = work_counts(recs, level * reps)
+        r[f"work_{level}"] = work_counts(recs, level * WAVES * reps)
         r[f"graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"], center=mean)
         if BURN_S:
             r[f"direct_burn_over_direct_{level}"] = interval(rates["direct"], rates["direct_burn"], center=mean)
+
+
+async def reset_server_caches(client: Any) -> None:
+    """The server's prefix, multimodal and encoder caches emptied (vLLM's dev-mode endpoints)."""
+    for path in ("/reset_prefix_cache", "/reset_mm_cache", "/reset_encoder_cache"):
+        (await client.post(path)).raise_for_status()
 
 
 def cpu_seconds(process: Any) -> float:
@@ -266,7 +319,11 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
     from r3graph.serving import VLLMServer, chat_model_for_server
 
     # The server's own log is kept: a server that dies mid-benchmark must say why.
+    # The cache-reset endpoints (between conditions) exist only in vLLM's development mode: this
+    # benchmark's own server, on 127.0.0.1, for as long as the benchmark runs.
+    os.environ["VLLM_SERVER_DEV_MODE"] = "1"
     server = VLLMServer(args.model, startup_timeout=900, log_path=REPO / ".cache/logs/latency-server.log").start()
+    client = httpx.AsyncClient(base_url=server.url, timeout=60)
     try:
         model = chat_model_for_server(server.url)
         pack = load_pack(args.pack)
@@ -276,32 +333,25 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
         api = psutil.Process(server.pid)
         me = psutil.Process()
         for level in args.server_concurrency:
-            rates: dict[str, list[float]] = {"graph": [], "direct": []}
-            if BURN_S:
-                rates["direct_burn"] = []
+            rates: dict[str, list[float]] = {name: [] for name in conditions()}
             recs = {name: Recorder() for name in rates}
             cpu: dict[str, dict[str, float]] = {name: {"client": 0.0, "api_server": 0.0, "engine": 0.0}
                                                 for name in rates}
             for rep in range(args.reps):
+                batch = [images.next() for _ in range(level * WAVES)]
                 for name in rotated(list(rates), rep):
-                    batch = [images.next() for _ in range(level)]
+                    await reset_server_caches(client)
                     api_only = api.cpu_times()
                     before = (me.cpu_times(), api_only.user + api_only.system, cpu_seconds(api))
-                    t0 = time.perf_counter()
-                    if name == "graph":
-                        await asyncio.gather(*(b.run_on(image, recs[name], **R3) for image in batch))
-                    else:
-                        await asyncio.gather(*(direct_run(model, pack, image, recs[name],
-                                                          BURN_S * (name == "direct_burn")) for image in batch))
-                    rates[name].append(level / (time.perf_counter() - t0))
+                    rates[name].append(await sustained(level, jobs_for(name, b, model, pack, batch, recs[name])))
                     api_after = api.cpu_times()
                     mine = me.cpu_times()
                     api_s = api_after.user + api_after.system - before[1]
-                    cpu[name]["client"] += (mine.user + mine.system - before[0].user - before[0].system) / level
-                    cpu[name]["api_server"] += api_s / level
-                    cpu[name]["engine"] += (cpu_seconds(api) - before[2] - api_s) / level
+                    cpu[name]["client"] += (mine.user + mine.system - before[0].user - before[0].system) / len(batch)
+                    cpu[name]["api_server"] += api_s / len(batch)
+                    cpu[name]["engine"] += (cpu_seconds(api) - before[2] - api_s) / len(batch)
             r[f"server_runs_per_s_{level}"] = {k: [round(x, 3) for x in v] for k, v in rates.items()}
-            r[f"server_work_{level}"] = work_counts(recs, level * args.reps)
+            r[f"server_work_{level}"] = work_counts(recs, level * WAVES * args.reps)
             r[f"server_graph_over_direct_{level}"] = interval(rates["direct"], rates["graph"],
                                                               center=statistics.mean)
             if BURN_S:
@@ -310,6 +360,7 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
             r[f"server_cpu_s_per_run_{level}"] = {
                 name: {k: round(v / args.reps, 4) for k, v in parts.items()} for name, parts in cpu.items()
             }
+        await client.aclose()
     finally:
         server.stop()
 
@@ -438,11 +489,13 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a line for the results file (e.g. how loaded the machine was)")
     ap.add_argument("--compile", action="store_true", help="torch.compile (enforce_eager=False)")
     ap.add_argument("--out", default="latency", help="results file stem under bench/results")
+    ap.add_argument("--waves", type=int, default=4,
+                    help="each throughput batch: this many times the concurrency in runs, that many in flight")
     ap.add_argument("--burn-ms", type=float, default=0.0,
                     help="add a throughput condition: direct calls plus this much client CPU per run")
     args = ap.parse_args()
-    global BURN_S
-    BURN_S = args.burn_ms / 1000
+    global BURN_S, WAVES
+    BURN_S, WAVES = args.burn_ms / 1000, args.waves
     if args.compile:
         ENGINE_KW["enforce_eager"] = False
     args.pack = args.pack or ("scenes" if "scenes" in Path(args.model).name else "default")
@@ -450,7 +503,9 @@ def main() -> None:
     apply_vllm_env_defaults()
     r = asyncio.run(main_async(args))
     head = (f"model `{Path(args.model).name}`, pack `{args.pack}`, {args.repeats} interleaved rounds, "
-            f"{args.reps} repetitions per concurrency level, "
+            f"{args.reps} repetitions per concurrency level (paired: one image batch of {args.waves} x the "
+            f"concurrency per repetition, run by every condition on emptied caches, at most the concurrency "
+            f"in flight), "
             f"{platform.machine()} {os.cpu_count()} CPUs, "
             f"{'vLLM OpenAI-compatible server' if args.skip_engine else 'vLLM in-process engine'} (block 32, "
             f"{'torch.compile' if args.compile else 'eager'}), "
