@@ -261,7 +261,8 @@ async def reset_engine_caches(model: Any) -> None:
 
     async def reset() -> None:
         engine = await model._engine()
-        await engine.reset_prefix_cache()
+        if not await engine.reset_prefix_cache():  # refused while blocks are held
+            raise RuntimeError("the engine refused to empty its prefix cache between conditions")
         await engine.reset_mm_cache()
         await engine.reset_encoder_cache()
 
@@ -292,7 +293,10 @@ async def throughput(b: Bench, model: Any, pack: Any, levels: list[int], reps: i
 async def reset_server_caches(client: Any) -> None:
     """The server's prefix, multimodal and encoder caches emptied (vLLM's dev-mode endpoints)."""
     for path in ("/reset_prefix_cache", "/reset_mm_cache", "/reset_encoder_cache"):
-        (await client.post(path)).raise_for_status()
+        reply = await client.post(path)
+        reply.raise_for_status()
+        if path == "/reset_prefix_cache" and not reply.json().get("success"):  # refused while blocks are held
+            raise RuntimeError("the server refused to empty its prefix cache between conditions")
 
 
 def cpu_seconds(process: Any) -> float:
@@ -360,8 +364,8 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
             r[f"server_cpu_s_per_run_{level}"] = {
                 name: {k: round(v / args.reps, 4) for k, v in parts.items()} for name, parts in cpu.items()
             }
-        await client.aclose()
     finally:
+        await client.aclose()
         server.stop()
 
 
