@@ -23,6 +23,14 @@ def _table(held: dict) -> list[str]:
     return lines
 
 
+def threads_line(result: dict) -> str:
+    later = result.get("threads_later") or {}
+    if later.get("from_step") is None:
+        return f"{result['torch_threads']} torch threads"
+    return (f"{result['torch_threads']} torch thread(s) beside the understanding model's training, then"
+            f" {later['threads']} from step {later['from_step']}; 1 and 2 threads give bit-identical steps here")
+
+
 def write_card(out: Path, result: dict) -> None:
     a, d = result["args"], result["data"]
     held = result["held_out"]
@@ -43,15 +51,15 @@ def write_card(out: Path, result: dict) -> None:
         "",
         "## Training",
         "",
-        f"Command: `{result['command']}` (seed {a['seed']}, data seed {d['seed']};"
-        f" {result['torch_threads']} torch threads).",
+        f"Command: `{result['command']}` (seed {a['seed']}, data seed {d['seed']}; {threads_line(result)}).",
         f"{result['parameters']:,} parameters ({a['layers']} layers, hidden {a['hidden']}, head size 64, MLP"
-        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']} (the schedule ended by"
-        f" {result['stopped_by']}: --steps {a['steps']} or --max-minutes {a['max_minutes']}; edit share"
-        f" {a['edit_share']}), AdamW peak lr {a['lr']}, cosine to 10%.",
+        f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']}"
+        + (f" (STOPPED EARLY by --max-minutes {a['max_minutes']}, before the {a['steps']} steps the schedule is for)"
+           if result["stopped_by"] == "time" else " (the learning-rate schedule runs on steps alone)")
+        + f"; edit share {a['edit_share']}, AdamW peak lr {a['lr']}, cosine to 10%.",
         f"Wall time: {result['train_minutes']} min training (of which {result['setup_seconds']} s loading the"
-        " examples, which the same code had cached beforehand, and encoding their images),"
-        f" {result['total_minutes']} min with the held-out evaluation, on a 2-core machine shared with other jobs.",
+        " examples and encoding their images),"
+        f" {result['total_minutes']} min with the held-out evaluation, on a 2-core machine.",
         "",
         f"Data (`scenes/r3graph_scenes/imagegen/data.py`): {d['generation_sequences']:,} generation pairs (world captions"  # noqa: E501
         f" of {d['captions']:,} random scenes, half with sizes dropped; GenEval-template prompts laid out by the"
