@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from r3graph.export import _settings
+from r3graph.image_files import read_image_file
 from r3graph.state import Reflection, Round, StopReason, Usage
 
 IMAGE_SCHEMA = "r3graph.image_trajectory/1"
@@ -134,14 +135,20 @@ def read_image_jsonl(path: str | Path) -> Iterator[ImageTrajectoryRecord]:
                 raise ValueError(f"{path}:{number}: not an image trajectory record: {exc}") from exc
 
 
+MAX_EXPORTED_IMAGE_BYTES = 1 << 28  # a bound on what a hostile record can make a reader hold
+
+
 def load_image(jsonl: str | Path, file: ImageFile) -> bytes:
     """The bytes of a record's image, checked against its sha256 (a changed file is an error). The
     path must stay inside the JSONL's folder: a record read from elsewhere cannot point a training
-    script at ``/etc/passwd`` or ``../..``."""
+    script at ``/etc/passwd`` or ``../..``, nor through a symbolic link inside that folder (the file is
+    opened beneath the folder, one component at a time, as ``image_root`` confines a run's images)."""
     relative = Path(file.path)
     if relative.is_absolute() or ".." in relative.parts:
         raise ValueError(f"{file.path}: an image path must be relative to the JSONL's folder, without '..'")
-    data = (Path(jsonl).parent / relative).read_bytes()
+    folder = Path(jsonl).parent
+    data = read_image_file(str(folder / relative), max_bytes=MAX_EXPORTED_IMAGE_BYTES, root=str(folder),
+                           label=f"{jsonl}: image {file.path}")
     if hashlib.sha256(data).hexdigest() != file.sha256:
         raise ValueError(f"{file.path}: the file's sha256 does not match the record (it changed since export)")
     return data

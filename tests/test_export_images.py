@@ -147,3 +147,19 @@ def test_a_record_cannot_point_load_image_outside_its_folder(tmp_path: Path, pat
     inside.mkdir()
     with pytest.raises(ValueError, match="relative to the JSONL's folder"):
         load_image(inside / "runs.jsonl", ImageFile(path=path, sha256="0" * 64, size_bytes=1))
+
+
+def test_a_symbolic_link_inside_the_folder_cannot_lead_load_image_outside_it(tmp_path: Path) -> None:
+    import hashlib
+
+    from r3graph.export_images import ImageFile
+
+    secret = tmp_path / "outside.png"
+    secret.write_bytes(b"secret bytes")
+    inside = tmp_path / "data"
+    (inside / "runs.images").mkdir(parents=True)
+    (inside / "runs.images" / "0.png").symlink_to(secret)  # the lexical check sees a path inside
+    record = ImageFile(path="runs.images/0.png", sha256=hashlib.sha256(b"secret bytes").hexdigest(), size_bytes=12)
+    with pytest.raises(ValueError, match="outside the allowed image folder"):
+        load_image(inside / "runs.jsonl", record)
+
