@@ -324,9 +324,9 @@ async def server_throughput(args: argparse.Namespace, images: Images, r: dict[st
 
     # The server's own log is kept: a server that dies mid-benchmark must say why.
     # The cache-reset endpoints (between conditions) exist only in vLLM's development mode: this
-    # benchmark's own server, on 127.0.0.1, for as long as the benchmark runs.
-    os.environ["VLLM_SERVER_DEV_MODE"] = "1"
-    server = VLLMServer(args.model, startup_timeout=900, log_path=REPO / ".cache/logs/latency-server.log").start()
+    # benchmark's own server, on 127.0.0.1, for as long as the benchmark runs (its process only).
+    server = VLLMServer(args.model, startup_timeout=900, extra_env={"VLLM_SERVER_DEV_MODE": "1"},
+                        log_path=REPO / ".cache/logs/latency-server.log").start()
     client = httpx.AsyncClient(base_url=server.url, timeout=60)
     try:
         model = chat_model_for_server(server.url)

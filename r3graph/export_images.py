@@ -172,6 +172,11 @@ def read_prompts(path: str | Path, base_seed: int = 0) -> list[PromptItem]:
     return [PromptItem(i, p, base_seed + i) for i, p in enumerate(prompts)]
 
 
+def _append_line(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 async def run_image_prompts(graph: Any, items: Sequence[PromptItem], out: Path, *, context_for: Callable[[int], Any],
                             model: str, pack: str, image_model: str, concurrency: int = 8,
                             max_seconds: float | None = None,
@@ -185,6 +190,7 @@ async def run_image_prompts(graph: Any, items: Sequence[PromptItem], out: Path, 
     from r3graph.errors import R3Error
 
     limit = asyncio.Semaphore(max(1, concurrency))
+    append_lock = asyncio.Lock()
     records: list[ImageTrajectoryRecord] = []
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
@@ -205,8 +211,10 @@ async def run_image_prompts(graph: Any, items: Sequence[PromptItem], out: Path, 
         record = await asyncio.to_thread(image_record, item.prompt, rounds, out, index=item.index, model=model,
                                          pack=pack, image_model=image_model, context=context, seed=item.seed,
                                          **kwargs)
-        with out.open("a", encoding="utf-8") as f:  # one line per finished run: an interrupted export keeps it
-            f.write(record.dump_json() + "\n")
+        # One line per finished run, so an interrupted export keeps it; appended off the loop (a slow
+        # disk would stall every run) and one writer at a time (a long line is several write calls).
+        async with append_lock:
+            await asyncio.to_thread(_append_line, out, record.dump_json())
         records.append(record)
         if progress is not None:
             progress(f"[{len(records)}/{len(items)}] #{item.index}: {record.stop_reason or record.error}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +46,7 @@ class VLLMServer(LoopbackProcess):
         enforce_eager: bool | None = None,
         compact_json: bool = True,
         extra_args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
         startup_timeout: float = 300.0,
         echo: IO[str] | None = None,
         log_path: str | Path | None = None,
@@ -61,6 +62,8 @@ class VLLMServer(LoopbackProcess):
         self.enforce_eager = default_enforce_eager() if enforce_eager is None else enforce_eager
         self.compact_json = compact_json
         self.extra_args = list(extra_args)
+        # For this server's process only (e.g. VLLM_SERVER_DEV_MODE for a benchmark's own server).
+        self.extra_env = dict(extra_env or {})
 
     def command(self) -> list[str]:
         cmd = [
@@ -89,4 +92,4 @@ class VLLMServer(LoopbackProcess):
         return cmd + self.extra_args  # last wins in argparse: user flags override ours
 
     def child_env(self) -> dict[str, str]:
-        return child_env(self.model_dir)
+        return child_env(self.model_dir) | self.extra_env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -55,6 +56,15 @@ def test_server_command_has_r3_flags_and_passthrough_last() -> None:
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert cmd[-4:] == ["--block-size", "64", "--max-num-seqs", "8"]  # argparse: last one wins
     assert srv.base_url == "http://127.0.0.1:1234/v1" and srv.served_model_name == "m"
+
+
+def test_extra_env_reaches_the_server_process_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_SERVER_DEV_MODE", raising=False)
+    monkeypatch.setenv("R3GRAPH_TEST_MARK", "caller")
+    srv = VLLMServer("/models/m", port=1234, extra_env={"VLLM_SERVER_DEV_MODE": "1"})
+    env = srv.child_env()
+    assert env["VLLM_SERVER_DEV_MODE"] == "1" and env["R3GRAPH_TEST_MARK"] == "caller"
+    assert "VLLM_SERVER_DEV_MODE" not in os.environ and "VLLM_SERVER_DEV_MODE" not in VLLMServer("/m").child_env()
 
 
 def test_cli_parsing() -> None:
