@@ -52,6 +52,9 @@ def write_card(out: Path, result: dict) -> None:
         "## Training",
         "",
         f"Command: `{result['command']}` (seed {a['seed']}, data seed {d['seed']}; {threads_line(result)}).",
+        "Trained by `make train` (`python -m r3graph_scenes.train_all`) beside scenes-vlm and after the tokenizer;"
+        " `../training_schedule.json` records when each model trained. The schedule runs on steps, so the same"
+        " command gives the same weights on any machine with this CPU's kernels.",
         f"{result['parameters']:,} parameters ({a['layers']} layers, hidden {a['hidden']}, head size 64, MLP"
         f" {a['intermediate']}); {result['steps_done']} steps of batch {a['batch_size']}"
         + (f" (STOPPED EARLY by --max-minutes {a['max_minutes']}, before the {a['steps']} steps the schedule is for)"
