@@ -106,6 +106,38 @@ def test_a_training_step_lowers_the_target_loss():
     assert float(target_loss(model, batch).detach()) < first - 0.5
 
 
+def test_training_steps_are_bit_identical_on_one_and_two_threads():
+    """`make train` hands the generator a second core mid-run; the shipped weights do not depend on when
+    only because a step computes the same bits on 1 and 2 threads (bf16 autocast, as trained)."""
+    from r3graph_scenes.imagegen.model import llama_config
+    from r3graph_scenes.imagegen.train import collate, target_loss
+
+    vocab, rng = Vocab(K), random.Random(0)
+    seqs, plens = [], []
+    for text in ("a red circle", "two blue squares", "a photo of a green star", "a yellow square"):
+        prompt = vocab.generation_prompt(text)
+        seqs.append(prompt + vocab.target([rng.randrange(K) for _ in range(64)]))
+        plens.append(len(prompt))
+    batch = collate(seqs, plens)
+    before = torch.get_num_threads()
+    weights = []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(llama_config(len(vocab), hidden=256, heads=4, layers=1, intermediate=512))
+            opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+            for _ in range(4):
+                opt.zero_grad()
+                target_loss(model, batch, bf16=True).backward()
+                opt.step()
+            weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    finally:
+        torch.set_num_threads(before)
+    for other in weights[1:]:
+        assert all(torch.equal(weights[0][k], other[k]) for k in weights[0])
+
+
 SHIPPED = SCENES_IMAGEGEN_DIR
 # An untrained model of the same architecture got 0 of 300 held-out prompts exact, greedy and sampled
 # (MODEL_CARD.md, "untrained_baseline" in training_log.json): a one-sided 95% upper bound of 1.0% on
