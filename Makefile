@@ -74,7 +74,8 @@ gpu-check:
 # Retrains every shipped model from scratch, in one command, with the seeds their model cards give:
 # scenes-vlm on one core while the image tokenizer and then the generator train on the other; the
 # generator takes both cores once scenes-vlm is done (r3graph_scenes/train_all.py says why that does not
-# change its weights). Every schedule runs on steps, so the result is the same on any machine. It writes
+# change its weights). Every schedule runs on steps, not on the clock, so a slower machine gives the same
+# weights (given the same CPU kernels: scenes-vlm's steps differ between 1 and 2 threads). It writes
 # over the shipped weights in scenes/r3graph_scenes/models (`git diff --stat` shows what changed) and
 # records the timings in $(MODELS)/training_schedule.json.
 MODELS := scenes/r3graph_scenes/models

@@ -76,7 +76,7 @@ async def _relay(stream: asyncio.StreamReader, prefix: str) -> None:
         sys.stdout.flush()
 
 
-async def _run_step(step: Step, t0: float) -> dict:
+async def _run_step(step: Step, t0: float, records: list[dict]) -> None:
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*step.argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
@@ -94,16 +94,18 @@ async def _run_step(step: Step, t0: float) -> dict:
                 proc.kill()
                 await proc.wait()
         raise
-    record = {"name": step.name, "argv": step.argv, "returncode": returncode,
-              "started_min": round((started - t0) / 60, 2), "ended_min": round((time.monotonic() - t0) / 60, 2)}
+    # Recorded before a failure is raised, so the schedule says which step failed and when.
+    shown = ["python", *step.argv[1:]] if step.argv[0] == sys.executable else step.argv  # no local paths
+    records.append({"name": step.name, "argv": shown, "returncode": returncode,
+                    "started_min": round((started - t0) / 60, 2),
+                    "ended_min": round((time.monotonic() - t0) / 60, 2)})
     if returncode:
         raise StepFailed(step, returncode)
-    return record
 
 
 async def _run_lane(lane: Lane, t0: float) -> None:
     for step in lane.steps:
-        lane.records.append(await _run_step(step, t0))
+        await _run_step(step, t0, lane.records)
     if lane.done_file is not None:
         lane.done_file.touch()
 

@@ -46,6 +46,7 @@ def test_a_failing_step_stops_the_other_lane_and_reports_its_exit_code(tmp_path:
     with pytest.raises(StepFailed) as failed:
         asyncio.run(run_lanes(lanes))
     assert failed.value.returncode == 3 and "vlm" in str(failed.value)
+    assert [(r["name"], r["returncode"]) for r in lanes[0].records] == [("vlm", 3)]  # the schedule says which
     assert not never.exists()  # nothing after the failed step ran
     with pytest.raises(ProcessLookupError):  # the sleeper was stopped and reaped, not left behind
         os.kill(int(pid_file.read_text()), 0)
